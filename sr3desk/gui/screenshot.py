@@ -1,0 +1,197 @@
+"""Render the main window with real results to a PNG (the README's screenshot).
+
+``python -m sr3desk.gui.screenshot --model GGUF --out assets/screenshot.png``
+indexes a small folder of real documents (the Python docs' reST sources and R's
+PDF manuals, from Debian packages) into a temporary data directory with the
+real indexer, types a query into the real window, waits for its results and
+preview, and grabs the window. Without a display it starts Xvfb when there is
+one, else it renders offscreen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PY_DOCS = Path("/usr/share/doc/python3.11/html/_sources")
+R_MANUALS = Path("/usr/share/R/doc/manual")
+# Small on purpose (about 40k tokens with the PDF): embedding runs on the CPU.
+DOC_PICKS = [
+    "library/csv.rst.txt",
+    "library/glob.rst.txt",
+    "library/bisect.rst.txt",
+    "library/shelve.rst.txt",
+    "howto/sorting.rst.txt",
+    "tutorial/inputoutput.rst.txt",
+]
+PDF_PICKS = ["R-data.pdf"]  # "R Data Import/Export": 41 pages
+DEFAULT_QUERY = "read a spreadsheet of comma separated values"
+
+
+def build_corpus(root: Path) -> Path:
+    """Copy the sample documents into ``root/Documents``; returns that folder."""
+    docs = root / "Documents"
+    (docs / "Python notes").mkdir(parents=True)
+    (docs / "R manuals").mkdir(parents=True)
+    for rel in DOC_PICKS:
+        src = PY_DOCS / rel
+        if src.exists():
+            shutil.copy(src, docs / "Python notes" / src.name.replace(".rst.txt", ".rst"))
+    for name in PDF_PICKS:
+        src = R_MANUALS / name
+        if src.exists():
+            shutil.copy(src, docs / "R manuals" / name)
+    if not any(docs.rglob("*.*")):
+        raise SystemExit("No sample documents found: install Debian's python3.11-doc and r-doc-pdf")
+    return docs
+
+
+def start_xvfb() -> subprocess.Popen[bytes] | None:
+    """Start Xvfb on a free display and point DISPLAY at it; None when unavailable."""
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        return None
+    read, write = os.pipe()
+    proc = subprocess.Popen(
+        [xvfb, "-displayfd", str(write), "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+        pass_fds=(write,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write)
+    with os.fdopen(read) as fh:
+        number = fh.readline().strip()
+    if not number:
+        proc.kill()
+        return None
+    os.environ["DISPLAY"] = f":{number}"
+    os.environ["QT_QPA_PLATFORM"] = "xcb"
+    return proc
+
+
+def shoot(
+    model: Path | None, out: Path, query: str, width: int, height: int, threads: int | None
+) -> None:
+    """Index the sample corpus, search for ``query`` and save the window to ``out``."""
+    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtTest import QTest
+
+    from sr3desk.gui.app import create_window, make_app
+    from sr3desk.gui.status import describe_progress
+    from sr3desk.index.types import Progress
+    from sr3desk.settings import Settings
+
+    work = Path(tempfile.mkdtemp(prefix="sr3desk-shot-"))
+    try:
+        # Folders show relative to the home directory, as on a user's machine.
+        os.environ["HOME"] = str(work)
+        home = work / ".local" / "share" / "sr3desk"
+        home.mkdir(parents=True, mode=0o700)
+        docs = build_corpus(work)
+        settings = Settings(
+            model_path=str(model.resolve()) if model else None,
+            folders=[str(docs)],
+            first_run_done=True,
+            threads=threads,
+        )
+        settings.save(home)
+        app = make_app([sys.argv[0]])
+        window = create_window(home, settings)
+        window.resize(width, height)
+        window.show()
+        loop = QEventLoop()
+
+        def wait(signal: object, timeout_s: float) -> None:
+            timer = QTimer()
+            timer.setSingleShot(True)
+            timer.timeout.connect(loop.quit)
+            signal.connect(loop.quit)  # type: ignore[attr-defined]
+            timer.start(int(timeout_s * 1000))
+            loop.exec()
+            signal.disconnect(loop.quit)  # type: ignore[attr-defined]
+            if not timer.isActive():
+                raise SystemExit(f"timed out after {timeout_s:.0f} s waiting for {signal}")
+            timer.stop()
+
+        last_note = [0.0]
+
+        def note(p: Progress) -> None:
+            now = time.monotonic()
+            if now - last_note[0] >= 10:
+                last_note[0] = now
+                log.info("%s", describe_progress(p))
+
+        window.engine.progress.connect(note)
+        window.start()
+        log.info("indexing %s", docs)
+        wait(window.engine.indexing_finished, 1800)
+        if model is not None and not window.engine.model_loaded:
+            wait(window.engine.model_ready, 300)
+        stage = 2 if model is not None else 1
+        # Twice: the first hybrid search also measures the model on this index
+        # (once, then cached), which is not what a search normally costs.
+        for _ in range(2):
+            window.search.clear()
+            QTest.keyClicks(window.search, query)
+            while window.searching.stage < stage:
+                wait(window.results_shown, 600)
+        if window.model.rowCount() == 0:
+            raise SystemExit(f"no results for {query!r}: nothing to show")
+        if window.preview.result is None or not window.preview.hit_text:
+            wait(window.preview_shown, 60)
+        # Let the preview scroll and the status bar settle before grabbing.
+        QTimer.singleShot(300, loop.quit)
+        loop.exec()
+        window.info_label.clear()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not window.grab().save(str(out)):
+            raise SystemExit(f"cannot write {out}")
+        log.info("wrote %s", out)
+        window.close()
+        window.engine.shutdown(5.0)
+        app.processEvents()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``--model GGUF --out PNG [--query TEXT] [--size WxH]``."""
+    parser = argparse.ArgumentParser(prog="python -m sr3desk.gui.screenshot", description=__doc__)
+    parser.add_argument("--model", type=Path, help="GGUF embedding model (default: none)")
+    parser.add_argument("--out", type=Path, default=Path("assets/screenshot.png"))
+    parser.add_argument("--query", default=DEFAULT_QUERY)
+    parser.add_argument("--size", default="1280x800", help="window size, WxH")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="llama.cpp threads (default 1: robust on a busy machine; 0: the app's default)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    xvfb = None
+    if not os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM") is None:
+        xvfb = start_xvfb()
+        if xvfb is None:
+            os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    try:
+        shoot(args.model, args.out.resolve(), args.query, width, height, args.threads or None)
+    finally:
+        if xvfb is not None:
+            xvfb.terminate()
+            xvfb.wait(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,323 @@
+"""The searcher: runs a :class:`SearchRequest` against the index and the model.
+
+Hybrid search (the default) asks the full-text index and the vector index for
+passages, over-fetching so that grouping by file still leaves ``k`` files, fuses
+the two lists at file level (:mod:`sr3desk.search.fusion`) with the vector
+side weighted by the model's measured quality (:mod:`sr3desk.search.quality`),
+and cuts a highlighted snippet from each file's best passages.
+
+Keyword search covers every indexed passage; vector search covers the passages
+embedded so far (the indexer makes text searchable before it embeds it), so
+a partly embedded index still finds everything by its words, and a note says
+how much the vectors cover.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sr3desk.errors import ModelRequiredError
+from sr3desk.index.types import ChunkHit
+from sr3desk.search.fusion import (
+    FileGroup,
+    Ranking,
+    file_ranks,
+    group_hits,
+    rrf_fuse,
+    score_fuse,
+)
+from sr3desk.search.quality import (
+    CACHE_FILE,
+    DEFAULT_QUERIES,
+    SOURCE_EVAL,
+    SOURCE_FIXED,
+    CalibrationCache,
+    VectorWeight,
+    calibrate,
+    from_eval,
+    stale,
+)
+from sr3desk.search.snippets import DEFAULT_WIDTH, make_snippet
+from sr3desk.search.text import ParsedQuery, parse_query
+from sr3desk.search.types import FileResult, Passage, SearchRequest, SearchResponse
+
+if TYPE_CHECKING:
+    from sr3desk.index.store import Store
+    from sr3desk.model.base import Embedder, QueryEmbedding
+
+log = logging.getLogger(__name__)
+
+OVERFETCH = 5  # passages fetched per file asked for, per retriever
+MIN_FETCH = 50
+RECHECK_S = 60.0  # how often a long-lived searcher checks whether to recalibrate
+
+HOW_TO_SET_MODEL = (
+    "pass --model FILE.gguf, set $SR3DESK_MODEL, or make one the default with "
+    "`sr3desk model install FILE.gguf --default`; keyword search (--mode keyword) needs none"
+)
+
+
+def model_required(mode: str) -> ModelRequiredError:
+    """The error for a mode that needs a model when none is open."""
+    return ModelRequiredError(
+        f"{mode.capitalize()} search needs an embedding model: {HOW_TO_SET_MODEL}"
+    )
+
+
+class Searcher:
+    """Searches one index; ``embedder`` None allows keyword search only.
+
+    ``home``: the data directory, where calibrations are cached (None: not
+    cached); ``vector_weight``: a fixed weight for the vector side of hybrid
+    search instead of the measured one (benchmarks, tests); ``calibration_queries``:
+    pseudo-queries per calibration; ``fusion``: "score" (min-max normalised
+    scores, the default, measured better) or "rrf" (reciprocal-rank fusion); see
+    :mod:`sr3desk.search.fusion`. Not thread-safe: one searcher per thread; close it (or use
+    ``with``) to stop its worker thread.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder | None = None,
+        *,
+        home: Path | None = None,
+        vector_weight: float | None = None,
+        calibration_queries: int = DEFAULT_QUERIES,
+        snippet_width: int = DEFAULT_WIDTH,
+        fusion: str = "score",
+    ) -> None:
+        if fusion not in ("rrf", "score"):
+            raise ValueError(f"unknown fusion {fusion!r}: use 'rrf' or 'score'")
+        self.fusion = fusion
+        self._fuse = rrf_fuse if fusion == "rrf" else score_fuse
+        if vector_weight is not None and not 0.0 <= vector_weight <= 1.0:
+            raise ValueError("vector_weight must lie in [0, 1]")
+        self.store = store
+        self.embedder = embedder
+        self.snippet_width = snippet_width
+        self.calibration_queries = calibration_queries
+        self._fixed_weight = vector_weight
+        self._cache = CalibrationCache(home / CACHE_FILE) if home is not None else None
+        self._weight: VectorWeight | None = None
+        self._checked_at = 0.0
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- the model's weight ------------------------------------------------------
+
+    def vectors_usable(self) -> bool:
+        """True when a model is open and the index serves vectors of that model."""
+        return self.embedder is not None and self.store.read_model_id == self.embedder.model_id
+
+    def vector_weight(self) -> VectorWeight:
+        """Return the vector side's weight in hybrid fusion, measuring it if needed.
+
+        From the model's ``sr3.eval`` figures when present; else from the cached
+        calibration for this model and index size; else calibrates now (about
+        40 query embeddings) and caches the result.
+        """
+        if self._fixed_weight is not None:
+            return VectorWeight(self._fixed_weight, SOURCE_FIXED)
+        if self.embedder is None:
+            raise model_required("hybrid")
+        now = time.monotonic()
+        if self._weight is not None and (
+            self._weight.source == SOURCE_EVAL or now - self._checked_at < RECHECK_S
+        ):
+            return self._weight
+        self._checked_at = now
+        evaluated = from_eval(self.embedder.info.eval)
+        if evaluated is not None:
+            self._weight = evaluated
+            return evaluated
+        embedded = self.store.status().embedded
+        if self._weight is not None and not stale(self._weight, embedded):
+            return self._weight
+        model_id = self.embedder.model_id
+        key = f"{model_id}/{self.fusion}"  # the weight is measured for this fusion
+        cached = self._cache.get(key, embedded) if self._cache else None
+        if cached is None:
+            log.info("Measuring %s against keyword search on this index", model_id)
+            cached = calibrate(
+                self.store, self.embedder, n=self.calibration_queries, fuse=self._fuse
+            )
+            if self._cache is not None:
+                self._cache.put(key, cached)
+        self._weight = cached
+        return cached
+
+    # -- searching ---------------------------------------------------------------
+
+    def search(self, request: SearchRequest) -> SearchResponse:
+        """Run ``request``; returns files best first with their best passages.
+
+        Raises ModelRequiredError for hybrid/vector search without a model.
+        ``took_ms`` includes embedding the query (and reasoning, if asked for).
+        """
+        embedder = self.embedder
+
+        def embed() -> QueryEmbedding:
+            assert embedder is not None
+            return embedder.embed_query(request.query, reason=request.reason)
+
+        return self._search(request, embed)
+
+    def search_embedded(self, request: SearchRequest, query: QueryEmbedding) -> SearchResponse:
+        """Run ``request`` with the query already embedded (benchmarks; a window
+        that embeds once while the user changes filters). Same rules as :meth:`search`."""
+        return self._search(request, lambda: query)
+
+    def _search(
+        self, request: SearchRequest, embed: Callable[[], QueryEmbedding]
+    ) -> SearchResponse:
+        t0 = time.perf_counter()
+        if request.mode != "keyword" and self.embedder is None:
+            raise model_required(request.mode)
+        parsed = parse_query(request.query)
+        response = SearchResponse(query=request.query, mode=request.mode, took_ms=0.0, results=[])
+        if not parsed.text:
+            response.notes.append("empty query")
+            return response
+        fetch = max(MIN_FETCH, OVERFETCH * request.k)
+        store, filters = self.store, request.filters
+        if request.mode == "keyword":
+            groups = group_hits(store.keyword_search(parsed.text, fetch, filters), "keyword")
+        elif request.mode == "vector":
+            vec, _ = self._vector_hits(request, embed, fetch, response)
+            groups = group_hits(vec, "vector")
+        else:
+            groups = self._hybrid(request, parsed, embed, fetch, response)
+        response.results = [self._result(g, parsed, request.passages) for g in groups[: request.k]]
+        response.took_ms = (time.perf_counter() - t0) * 1000.0
+        return response
+
+    def _vector_hits(
+        self,
+        request: SearchRequest,
+        embed: Callable[[], QueryEmbedding],
+        fetch: int,
+        response: SearchResponse,
+    ) -> tuple[list[ChunkHit], float]:
+        """Embed the query and search the vectors; returns the hits and the share of
+        passages embedded, and adds notes for a partial or foreign index."""
+        assert self.embedder is not None
+        served = self.store.read_model_id
+        if served is None:
+            response.notes.append(
+                "the index has no vectors yet: only keyword search can find files"
+            )
+            return [], 0.0
+        if served != self.embedder.model_id:
+            response.notes.append(
+                f"the index holds vectors of another model ({served}), not of "
+                f"{self.embedder.model_id}: re-index with this model or search with that one"
+            )
+            return [], 0.0
+        qe = embed()
+        response.reasoning, response.forced = qe.reasoning, qe.forced
+        fraction = self.store.embedded_fraction()
+        if fraction < 1.0:
+            response.notes.append(
+                f"vectors cover {fraction:.0%} of the indexed passages so far "
+                "(embedding continues); keyword matches cover all of them"
+            )
+        return self.store.vector_search(qe.vector, fetch, request.filters), fraction
+
+    def _hybrid(
+        self,
+        request: SearchRequest,
+        parsed: ParsedQuery,
+        embed: Callable[[], QueryEmbedding],
+        fetch: int,
+        response: SearchResponse,
+    ) -> list[FileGroup]:
+        store, filters = self.store, request.filters
+        if not self.vectors_usable():
+            kw = store.keyword_search(parsed.text, fetch, filters)
+            self._vector_hits(request, embed, fetch, response)  # for its note
+            return self._fuse([Ranking("keyword", kw)])
+        weight = self.vector_weight()
+        response.vector_weight = weight.weight
+        if weight.weight == 0.0:
+            response.notes.append(f"ranked by keywords: {weight.describe()}")
+            kw = store.keyword_search(parsed.text, fetch, filters)
+            if len(file_ranks(kw)) >= request.k and not request.reason:
+                # The model cannot change the order and the list is full: skip its cost.
+                return self._fuse([Ranking("keyword", kw)])
+            vec, fraction = self._vector_hits(request, embed, fetch, response)
+        else:
+            # Both retrievers at once: the full-text query runs in a worker thread
+            # while this one embeds the query and searches the vectors (LanceDB and
+            # llama.cpp release the GIL while they work).
+            pending = self._worker().submit(store.keyword_search, parsed.text, fetch, filters)
+            try:
+                vec, fraction = self._vector_hits(request, embed, fetch, response)
+            finally:
+                kw = pending.result()
+        blind = self._not_embedded(kw) if fraction < 1.0 else frozenset()
+        return self._fuse([Ranking("keyword", kw), Ranking("vector", vec, weight.weight, blind)])
+
+    def _not_embedded(self, hits: list[ChunkHit]) -> frozenset[str]:
+        """Ids of the passages, and of files with none of their passages, among
+        ``hits`` that have no vector yet (the vector side could not see them)."""
+        embedded = self.store.chunk_vectors([h.chunk_id for h in hits]).keys()
+        seen_files = {h.file_id for h in hits if h.chunk_id in embedded}
+        blind = {h.chunk_id for h in hits if h.chunk_id not in embedded}
+        blind.update(h.file_id for h in hits if h.file_id not in seen_files)
+        return frozenset(blind)
+
+    def _worker(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sr3-search")
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the worker thread (idempotent); the store and model stay open."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __enter__(self) -> Searcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _result(self, group: FileGroup, parsed: ParsedQuery, n_passages: int) -> FileResult:
+        best = group.best
+        passages = []
+        for scored in group.chunks[:n_passages]:
+            hit = scored.hit
+            snip = make_snippet(hit.text, parsed, self.snippet_width)
+            passages.append(
+                Passage(
+                    chunk_id=hit.chunk_id,
+                    text=hit.text,
+                    snippet=snip.text,
+                    highlights=snip.highlights,
+                    page=hit.page,
+                    start=hit.start,
+                    end=hit.end,
+                    heading=hit.heading,
+                    score=round(scored.score, 6),
+                )
+            )
+        return FileResult(
+            path=best.path,
+            file_id=group.file_id,
+            ext=best.ext,
+            folder=best.folder or os.path.dirname(best.path),
+            mtime=best.mtime,
+            size=best.size,
+            score=round(group.score, 6),
+            passages=passages,
+        )
+
+
+__all__ = ["HOW_TO_SET_MODEL", "Searcher", "model_required"]

@@ -1,0 +1,214 @@
+"""The Search-R3 training objective on top of a causal LM.
+
+:class:`EmbedLM` wraps the model so that one forward pass gives both what the
+contrastive losses need (the final-norm state at ``<|embed_token|>``) and what
+the LM and KL losses need (next-token logits at the response positions only: a
+vocabulary-sized output at every position would dwarf the model's own memory).
+Wrapping it as a module also lets DDP and FSDP see one forward call.
+
+:class:`SFTObjective` combines the four losses of :mod:`training.losses` with the
+weights of :class:`training.config.LossConfig`; RL keeps its contrastive part on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from training.config import LossConfig
+from training.losses import (
+    InfoNCELoss,
+    ResponseKLLoss,
+    ResponseLMLoss,
+    TripletMarginLoss,
+    hardest_in_batch,
+)
+from training.modeling import token_positions
+
+
+@dataclass
+class EmbedLMOutput:
+    """What one pass over a batch of prompts gives.
+
+    embeddings: (B, D) final-norm states at the embed token, not normalised.
+    logits: (L, R, V) next-token logits predicting the R response tokens of the first
+        L <= B rows (None when none were asked for).
+    targets: (L, R) those rows' response token ids (answer prefix, then the embed token).
+    """
+
+    embeddings: Tensor
+    logits: Tensor | None
+    targets: Tensor
+
+
+class EmbedLM(nn.Module):
+    """A causal LM read the Search-R3 way: embedding at the token plus response logits.
+
+    ``n_response`` is the number of tokens of the response that ends each prompt
+    ("The embedding is " then the embed token); the prompts must end at the token.
+    """
+
+    def __init__(self, model: nn.Module, token_id: int, n_response: int) -> None:
+        super().__init__()
+        self.model = model
+        self.token_id = token_id
+        self.n_response = n_response
+
+    def hf_model(self) -> nn.Module:
+        """The underlying transformers model (inside a peft wrapper when there is one)."""
+        inner = self.model
+        get_base = getattr(inner, "get_base_model", None)
+        return get_base() if callable(get_base) else inner
+
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor, logit_rows: int | None = None
+    ) -> EmbedLMOutput:
+        """input_ids, attention_mask: (B, T), right-padded prompts ending at the token.
+
+        ``logit_rows`` limits the response logits to the first rows (0: none; None:
+        all): the output layer's vocabulary-wide product is most of a small model's cost.
+        """
+        hf = self.hf_model()
+        hidden = hf.get_decoder()(  # type: ignore[operator]
+            input_ids=input_ids, attention_mask=attention_mask
+        ).last_hidden_state  # (B, T, H), after the final norm
+        pos = token_positions(input_ids, attention_mask, self.token_id)  # (B,)
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        embeddings = hidden[rows, pos]  # (B, H)
+        offsets = torch.arange(self.n_response, device=input_ids.device)  # (R,)
+        target_pos = pos[:, None] - (self.n_response - 1) + offsets  # (B, R)
+        if int(target_pos.min()) < 1:
+            raise ValueError("a prompt is shorter than its response: render it with the template")
+        n = input_ids.shape[0] if logit_rows is None else min(logit_rows, input_ids.shape[0])
+        rows, target_pos = rows[:n], target_pos[:n]
+        targets = input_ids[rows[:, None], target_pos]  # (L, R)
+        if n == 0:
+            return EmbedLMOutput(embeddings=embeddings, logits=None, targets=targets)
+        states = hidden[rows[:, None], target_pos - 1]  # (L, R, H): each predicts the next
+        out = hf.get_output_embeddings()(states)  # type: ignore[operator]  # (L, R, V)
+        return EmbedLMOutput(embeddings=embeddings, logits=out, targets=targets)
+
+
+@dataclass
+class LossParts:
+    """The weighted total and each part (unweighted), all scalars."""
+
+    total: Tensor
+    lm: Tensor
+    kl: Tensor
+    infonce: Tensor
+    triplet: Tensor
+
+    def floats(self) -> dict[str, float]:
+        """Detached values for logging."""
+        return {
+            "loss": float(self.total.detach()),
+            "lm": float(self.lm.detach()),
+            "kl": float(self.kl.detach()),
+            "infonce": float(self.infonce.detach()),
+            "triplet": float(self.triplet.detach()),
+        }
+
+
+# Gathers (N, D) document embeddings from every process: returns all of them and
+# the offset of this process's block. The identity for a single process.
+Gather = Callable[[Tensor], tuple[Tensor, int]]
+
+
+def no_gather(x: Tensor) -> tuple[Tensor, int]:
+    """Single-process :data:`Gather`."""
+    return x, 0
+
+
+class SFTObjective:
+    """LM + KL + InfoNCE + triplet, weighted as in :class:`LossConfig`."""
+
+    def __init__(self, cfg: LossConfig) -> None:
+        self.cfg = cfg
+        self.lm = ResponseLMLoss()
+        self.kl = ResponseKLLoss()
+        self.infonce = InfoNCELoss(cfg.temperature)
+        self.triplet = TripletMarginLoss(cfg.margin)
+
+    def __call__(
+        self,
+        queries: EmbedLMOutput,
+        documents: EmbedLMOutput,
+        ignore: Tensor,
+        negatives_per_query: int,
+        ref_query_logits: Tensor | None = None,
+        gather: Gather = no_gather,
+    ) -> LossParts:
+        """The loss of one micro-batch.
+
+        queries: B query prompts, with logits; documents: B positives then B*K negatives.
+        The LM and KL parts are taken on the queries' responses: the response is the
+        same text after every prompt, and the queries' are the ones the model writes
+        itself when it reasons.
+        ignore: (B, B + B*K) bool, documents that are relevant but not the positive.
+        ref_query_logits: (L, R, V) of the frozen base for the same query rows (None: no KL).
+        """
+        b = queries.embeddings.shape[0]
+        zero = queries.embeddings.new_zeros(())
+        lm = kl = zero
+        if queries.logits is not None:
+            logits = queries.logits.flatten(0, 1)  # (M, V), M = L * R
+            if self.cfg.lm > 0:
+                lm = self.lm(logits, queries.targets.flatten())
+            if self.cfg.kl > 0 and ref_query_logits is not None:
+                kl = self.kl(logits, ref_query_logits.flatten(0, 1))
+        q = queries.embeddings  # (B, D)
+        d = documents.embeddings  # (B + B*K, D)
+        infonce = zero
+        if self.cfg.infonce > 0:
+            all_docs, offset = gather(d)  # (P * (B + B*K), D)
+            wide = torch.zeros(b, all_docs.shape[0], dtype=torch.bool, device=q.device)
+            wide[:, offset : offset + d.shape[0]] = ignore
+            positives = offset + torch.arange(b, device=q.device)  # (B,)
+            infonce = self.infonce(q, all_docs, positives=positives, ignore=wide)
+        triplet = zero
+        if self.cfg.triplet > 0:
+            if negatives_per_query > 0:
+                negs = d[b:].view(b, negatives_per_query, -1)  # (B, K, D)
+            else:
+                hardest = hardest_in_batch(q, d[:b], ignore[:, :b])  # (B,)
+                negs = d[:b][hardest].unsqueeze(1)  # (B, 1, D)
+            triplet = self.triplet(q, d[:b], negs)
+        total = (
+            self.cfg.lm * lm
+            + self.cfg.kl * kl
+            + self.cfg.infonce * infonce
+            + self.cfg.triplet * triplet
+        )
+        return LossParts(total=total, lm=lm, kl=kl, infonce=infonce, triplet=triplet)
+
+
+def gather_with_grad(x: Tensor) -> tuple[Tensor, int]:
+    """All processes' ``x`` (N, D) concatenated; gradients flow through this process's block.
+
+    The other blocks are copies without gradient: each process back-propagates its
+    own documents, and DDP averages the gradients.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x, 0
+    world, rank = dist.get_world_size(), dist.get_rank()
+    blocks = [torch.empty_like(x) for _ in range(world)]
+    dist.all_gather(blocks, x.detach().contiguous())
+    blocks[rank] = x
+    return torch.cat(blocks), rank * x.shape[0]
+
+
+__all__ = [
+    "EmbedLM",
+    "EmbedLMOutput",
+    "Gather",
+    "LossParts",
+    "SFTObjective",
+    "gather_with_grad",
+    "no_gather",
+]
