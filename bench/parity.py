@@ -48,6 +48,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # results as they come
 
     name = args.model_dir.name
     ggufs = {q: args.model_dir / f"{name}.{q}.gguf" for q in args.quants}
@@ -101,6 +102,8 @@ def main() -> int:
                 )
             )
         print(f"{quant}: {time.perf_counter() - start:.0f} s, token-id mismatches: {len(bad_ids)}")
+        for row in rows[-len(results) :]:
+            print(f"  {row[1]}: n {row[2]}, min {row[3]:.6f}, mean {row[4]:.6f} -> {row[7]}")
 
     # How alike different passages look: parity only means something well above this.
     sims = doc_ref @ doc_ref.T

@@ -177,7 +177,7 @@ def table(report: QualityReport) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Build the set, index it, measure, print the table; exit 1 if hybrid < keyword - 0.01."""
+    """Build the set, index it, measure, print the table; exit 1 if hybrid < keyword."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=150, help="module pages (max ~190)")
     parser.add_argument("--max-chars", type=int, default=2000, help="cut each page to this")
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     keyword = report.scores[KEYWORD].ndcg10
     hybrid = report.scores[DEFAULT].ndcg10
-    ok = hybrid >= keyword - 0.01
+    ok = hybrid >= keyword
     print(f"default hybrid {hybrid:.3f} vs keyword {keyword:.3f}: {'OK' if ok else 'WORSE'}")
     return 0 if ok else 1
 

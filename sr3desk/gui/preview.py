@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from sr3desk.gui import theme
-from sr3desk.gui.results import format_date
+from sr3desk.gui.results import format_date, home_relative
 from sr3desk.search.text import match_spans, parse_query
 
 if TYPE_CHECKING:
@@ -193,10 +193,11 @@ class PreviewPane(QWidget):
         self.result = result
         self.passage = passage
         self.title.setText(os.path.basename(result.path))
-        bits = [result.folder, f"modified {format_date(result.mtime)}"]
+        bits = [home_relative(result.folder), f"modified {format_date(result.mtime)}"]
         if passage is not None and passage.page is not None:
             bits.append(f"page {passage.page}")
         self.where.setText("  ·  ".join(bits))
+        self.where.setToolTip(result.path)
         for w in (self.title, self.where, self.open_button, self.folder_button, self.copy_button):
             w.show()
 

@@ -252,7 +252,7 @@ class ResultDelegate(QStyledItemDelegate):
             tail.append(f"+{len(r.passages) - 1} more")
         tail_text = "  ·  ".join(tail)
         tail_w = sfm.horizontalAdvance(tail_text)
-        folder = _home_relative(r.folder)
+        folder = home_relative(r.folder)
         if best is not None and best.heading:
             folder = f"{folder}  ›  {best.heading}"
         avail = right - x - (tail_w + 12 if tail_text else 0)
@@ -282,10 +282,12 @@ class ResultDelegate(QStyledItemDelegate):
             )
             doc.setTextWidth(right - x)
             # Clip at the bottom of the second line as laid out (not a guessed height).
-            clip_h = float(line * 2 + 2)
+            clip_h = float(fm.lineSpacing() * 2)
+            doc.size()  # lays the text out: the block's lines exist only after this
             block_layout = doc.firstBlock().layout()
             if block_layout is not None and block_layout.lineCount() >= 2:
-                clip_h = block_layout.lineAt(1).rect().bottom() + 1
+                second = block_layout.lineAt(1)
+                clip_h = block_layout.position().y() + second.y() + second.height()
             clip = QRectF(0, 0, right - x, clip_h)
             painter.translate(x, y)
             painter.setClipRect(clip)
@@ -296,7 +298,8 @@ class ResultDelegate(QStyledItemDelegate):
         painter.restore()
 
 
-def _home_relative(folder: str) -> str:
+def home_relative(folder: str) -> str:
+    """Return ``folder`` with the user's home directory shown as ``~``."""
     home = os.path.expanduser("~")
     if folder == home:
         return "~"

@@ -164,9 +164,12 @@ class FolderEditor(QWidget):
         self.list = FolderList()
         add = QPushButton("Add folder…")
         add.setAccessibleName("Add folder")
+        # Enter in a dialog means its main button, not whichever helper has focus.
+        add.setAutoDefault(False)
         add.clicked.connect(self._choose)
         self.remove = QPushButton("Remove")
         self.remove.setAccessibleName("Remove selected folders")
+        self.remove.setAutoDefault(False)
         self.remove.clicked.connect(self.list.remove_selected)
         self.remove.setEnabled(False)
         self.list.itemSelectionChanged.connect(
@@ -220,6 +223,7 @@ class ModelChooser(QWidget):
         self.path_edit.editingFinished.connect(self._check)
         browse = QPushButton("Choose…")
         browse.setAccessibleName("Choose model file")
+        browse.setAutoDefault(False)
         browse.clicked.connect(self._browse)
         self.details = QLabel()
         self.details.setAccessibleName("Model details")
@@ -368,6 +372,7 @@ class SettingsDialog(QDialog):
         self.data_dir.setAccessibleName("Data directory")
         browse = QPushButton("Choose…")
         browse.setAccessibleName("Choose data directory")
+        browse.setAutoDefault(False)
         browse.clicked.connect(self._browse_data_dir)
         row = QHBoxLayout()
         row.addWidget(self.data_dir, 1)

@@ -103,6 +103,9 @@ class WelcomeDialog(QDialog):
         self.fetch_button.setAccessibleName("Start download")
         self.cancel_button = QPushButton("Cancel download")
         self.cancel_button.setAccessibleName("Cancel download")
+        # Enter starts searching, whatever has focus.
+        self.fetch_button.setAutoDefault(False)
+        self.cancel_button.setAutoDefault(False)
         self.fetch_bar = QProgressBar()
         self.fetch_bar.setAccessibleName("Download progress")
         self.fetch_status = QLabel()

@@ -40,6 +40,8 @@ HIT_COLUMNS = [
 ]
 # Copies of the file's facts in chunk and vector rows, so that filters need no join.
 FILTER_COLUMNS = ["path", "folder", "ext", "mtime"]
+# What a vector row alone tells about a hit (``vector_search(..., with_text=False)``).
+LIGHT_COLUMNS = ["chunk_id", "file_id", *FILTER_COLUMNS]
 
 
 class ModelLike(Protocol):
@@ -447,3 +449,27 @@ def hits(rows: Sequence[dict[str, Any]], scores: Sequence[float] | None = None) 
             )
         )
     return out
+
+
+def light_hits(rows: Sequence[dict[str, Any]], scores: Sequence[float]) -> list[ChunkHit]:
+    """Vector rows (dicts with LIGHT_COLUMNS) as partial ChunkHits, ranked in order."""
+    return [
+        ChunkHit(
+            chunk_id=row["chunk_id"],
+            file_id=row["file_id"],
+            path=row["path"],
+            ext=row["ext"] or "",
+            mtime=float(row["mtime"] or 0.0),
+            size=0,
+            page=None,
+            start=0,
+            end=0,
+            heading="",
+            text="",
+            score=float(scores[rank]),
+            rank=rank,
+            folder=row["folder"] or "",
+            partial=True,
+        )
+        for rank, row in enumerate(rows)
+    ]

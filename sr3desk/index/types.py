@@ -94,6 +94,9 @@ class ChunkHit:
     ordinal: int = 0
     folder: str = ""
     vector: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # True for a vector hit returned without its passage (``vector_search(...,
+    # with_text=False)``): text, span, page, heading and size are not filled in yet.
+    partial: bool = False
 
 
 @dataclass

@@ -103,4 +103,4 @@ def load_model(path: Path, vocab_only: bool = False, gpu_layers: int = 0) -> Any
     return model
 
 
-__all__ = ["C", "last_llama_error", "load_model", "route_llama_logs"]
+__all__ = ["C", "last_llama_error", "llama_log", "load_model", "route_llama_logs"]

@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ from sr3desk.index.types import ChunkHit
 from sr3desk.search.fusion import (
     FileGroup,
     Ranking,
+    ScoredChunk,
     file_ranks,
     group_hits,
     rrf_fuse,
@@ -187,13 +189,14 @@ class Searcher:
         fetch = max(MIN_FETCH, OVERFETCH * request.k)
         store, filters = self.store, request.filters
         if request.mode == "keyword":
-            groups = group_hits(store.keyword_search(parsed.text, fetch, filters), "keyword")
+            groups = group_hits(store.keyword_search(parsed.keywords, fetch, filters), "keyword")
         elif request.mode == "vector":
             vec, _ = self._vector_hits(request, embed, fetch, response)
             groups = group_hits(vec, "vector")
         else:
             groups = self._hybrid(request, parsed, embed, fetch, response)
-        response.results = [self._result(g, parsed, request.passages) for g in groups[: request.k]]
+        shown = self._complete(groups[: request.k], request.passages)
+        response.results = [self._result(g, parsed, request.passages) for g in shown]
         response.took_ms = (time.perf_counter() - t0) * 1000.0
         return response
 
@@ -227,7 +230,10 @@ class Searcher:
                 f"vectors cover {fraction:.0%} of the indexed passages so far "
                 "(embedding continues); keyword matches cover all of them"
             )
-        return self.store.vector_search(qe.vector, fetch, request.filters), fraction
+        # Passages are looked up only for the files shown (see _complete): at 100k
+        # chunks that lookup was half the cost of a vector search.
+        hits = self.store.vector_search(qe.vector, fetch, request.filters, with_text=False)
+        return hits, fraction
 
     def _hybrid(
         self,
@@ -239,14 +245,14 @@ class Searcher:
     ) -> list[FileGroup]:
         store, filters = self.store, request.filters
         if not self.vectors_usable():
-            kw = store.keyword_search(parsed.text, fetch, filters)
+            kw = store.keyword_search(parsed.keywords, fetch, filters)
             self._vector_hits(request, embed, fetch, response)  # for its note
             return self._fuse([Ranking("keyword", kw)])
         weight = self.vector_weight()
         response.vector_weight = weight.weight
         if weight.weight == 0.0:
             response.notes.append(f"ranked by keywords: {weight.describe()}")
-            kw = store.keyword_search(parsed.text, fetch, filters)
+            kw = store.keyword_search(parsed.keywords, fetch, filters)
             if len(file_ranks(kw)) >= request.k and not request.reason:
                 # The model cannot change the order and the list is full: skip its cost.
                 return self._fuse([Ranking("keyword", kw)])
@@ -255,13 +261,32 @@ class Searcher:
             # Both retrievers at once: the full-text query runs in a worker thread
             # while this one embeds the query and searches the vectors (LanceDB and
             # llama.cpp release the GIL while they work).
-            pending = self._worker().submit(store.keyword_search, parsed.text, fetch, filters)
+            pending = self._worker().submit(store.keyword_search, parsed.keywords, fetch, filters)
             try:
                 vec, fraction = self._vector_hits(request, embed, fetch, response)
             finally:
                 kw = pending.result()
         blind = self._not_embedded(kw) if fraction < 1.0 else frozenset()
         return self._fuse([Ranking("keyword", kw), Ranking("vector", vec, weight.weight, blind)])
+
+    def _complete(self, groups: list[FileGroup], n_passages: int) -> list[FileGroup]:
+        """Fill in the passages of the vector hits that will be shown (the vector
+        side returns ids and scores only); a group whose passages all vanished
+        meanwhile (its file was re-indexed) is dropped."""
+        shown = [sc.hit for g in groups for sc in g.chunks[:n_passages]]
+        if not any(h.partial for h in shown):
+            return groups
+        full = {h.chunk_id: h for h in self.store.complete_hits(shown)}
+        out = []
+        for group in groups:
+            kept = [
+                ScoredChunk(full[sc.hit.chunk_id], sc.score, sc.ranks)
+                for sc in group.chunks[:n_passages]
+                if sc.hit.chunk_id in full
+            ]
+            if kept:
+                out.append(replace(group, chunks=kept))
+        return out
 
     def _not_embedded(self, hits: list[ChunkHit]) -> frozenset[str]:
         """Ids of the passages, and of files with none of their passages, among

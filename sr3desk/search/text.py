@@ -85,20 +85,39 @@ def words(text: str) -> list[tuple[int, int, str]]:
     return [(m.start(), m.end(), m.group()) for m in _WORD.finditer(text)]
 
 
+def keyword_text(text: str) -> str:
+    """Return the words of ``text`` joined by spaces, for the full-text index.
+
+    The index's query parser gives quotes and other punctuation a meaning (a
+    quoted phrase needs word positions the index does not keep, and fails), so
+    what a user types is reduced to its words; the tokenizer would split them
+    the same way.
+
+    >>> keyword_text('parse "JSON files" (os.path)?')
+    'parse JSON files os path'
+    """
+    return " ".join(w for _, _, w in words(text))
+
+
 @dataclass(frozen=True)
 class ParsedQuery:
     """A query as the searcher uses it.
 
-    ``text``: the query with whitespace collapsed (sent to the full-text index and
-    the model); ``terms``: the words to highlight, lower case, stop words dropped
-    unless nothing else is left; ``stems``: their light stems; ``phrases``: quoted
-    parts ("exact phrase"), lower case.
+    ``text``: the query with whitespace collapsed (sent to the model);
+    ``terms``: the words to highlight, lower case, stop words dropped unless
+    nothing else is left; ``stems``: their light stems; ``phrases``: quoted parts
+    ("exact phrase"), lower case.
     """
 
     text: str
     terms: tuple[str, ...]
     stems: frozenset[str]
     phrases: tuple[str, ...] = ()
+
+    @property
+    def keywords(self) -> str:
+        """The text for the full-text index: :func:`keyword_text` of ``text``."""
+        return keyword_text(self.text)
 
     @property
     def empty(self) -> bool:
@@ -180,6 +199,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 __all__ = [
     "STOPWORDS",
     "ParsedQuery",
+    "keyword_text",
     "match_spans",
     "match_words",
     "parse_query",

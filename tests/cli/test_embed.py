@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,13 @@ def _bad(kind: str, tmp: Path, tiny: Path) -> Path:
         with open(tiny, "rb") as fh:
             path.write_bytes(fh.read(4 << 20))
         return path
+    if kind == "truncated data":
+        # The whole header, then tensor data that stops one byte short.
+        path = tmp / "short.gguf"
+        with open(tiny, "rb") as src, open(path, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+            dst.truncate(tiny.stat().st_size - 1)
+        return path
     assert kind == "no embed token"
     import importlib.util
 
@@ -73,7 +81,10 @@ def _bad(kind: str, tmp: Path, tiny: Path) -> Path:
     return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-@pytest.mark.parametrize("kind", ["missing", "not gguf", "truncated", "no embed token"])
+BAD = ["missing", "not gguf", "truncated", "truncated data", "no embed token"]
+
+
+@pytest.mark.parametrize("kind", BAD)
 def test_bad_model_file_is_one_line(kind: str, tiny_gguf: Path, tmp_path: Path) -> None:
     path = _bad(kind, tmp_path, tiny_gguf)
     out = sr3desk("embed", "--model", str(path), "some text")

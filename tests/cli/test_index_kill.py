@@ -20,12 +20,14 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sr3desk.index.store import Store
+from sr3desk.index.types import IndexStatus
 
 KILLS = 20
 SR3DESK = [sys.executable, "-m", "sr3desk"]
@@ -104,7 +106,18 @@ def mutate(tree: Path, spare: list[Path], rng: random.Random, step: int) -> None
         rng.choice(files).unlink()
 
 
-def snapshot(home: Path) -> dict[str, object]:
+@dataclass
+class Snapshot:
+    """What a finished index is compared on."""
+
+    files: dict[str, tuple[str, str, str, int]]
+    chunks: list[tuple[str, int, str]]
+    ids: list[str]
+    vectors: dict[tuple[str, int], np.ndarray]
+    status: IndexStatus
+
+
+def snapshot(home: Path) -> Snapshot:
     """Files, chunks and vectors of the index in ``home``."""
     with Store.open(home) as store:
         files = {r.path: (r.status, r.reason, r.content_hash, r.n_chunks) for r in store.files()}
@@ -118,7 +131,7 @@ def snapshot(home: Path) -> dict[str, object]:
                 where[hit.chunk_id] = (hit.path, hit.ordinal)
         vectors = {where[cid]: vec for cid, vec in store.chunk_vectors(ids).items()}
         status = store.status()
-    return {"files": files, "chunks": chunks, "ids": ids, "vectors": vectors, "status": status}
+    return Snapshot(files, chunks, ids, vectors, status)
 
 
 @pytest.mark.slow
@@ -153,14 +166,11 @@ def test_sigkill_at_random_moments_leaves_a_clean_index(
     run_and_kill(index_cmd(clean_home, tiny_gguf, tree), delay=600)
 
     got, want = snapshot(home), snapshot(clean_home)
-    assert got["files"] == want["files"]  # same files, hashes, chunk counts
-    assert sorted(got["chunks"]) == sorted(want["chunks"])  # type: ignore[type-var]
-    assert len(set(got["ids"])) == len(got["ids"])  # type: ignore[arg-type]
-    vectors, clean = got["vectors"], want["vectors"]
-    assert isinstance(vectors, dict) and isinstance(clean, dict)
-    assert vectors.keys() == clean.keys() and len(vectors) == len(got["chunks"])  # type: ignore[arg-type]
-    for key, vec in clean.items():
-        np.testing.assert_allclose(vectors[key], vec, atol=1e-4)
-    status = got["status"]
-    assert status.pending == 0 and status.chunks == len(got["chunks"])  # type: ignore[attr-defined,arg-type]
+    assert got.files == want.files  # same files, hashes, chunk counts
+    assert sorted(got.chunks) == sorted(want.chunks)
+    assert len(set(got.ids)) == len(got.ids)  # no duplicates
+    assert got.vectors.keys() == want.vectors.keys() and len(got.vectors) == len(got.chunks)
+    for key, vec in want.vectors.items():
+        np.testing.assert_allclose(got.vectors[key], vec, atol=1e-4)
+    assert got.status.pending == 0 and got.status.chunks == len(got.chunks)
     assert not list((home / "index").glob("*.tmp"))

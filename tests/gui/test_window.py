@@ -9,10 +9,12 @@ then drive it like a user, waiting on the window's signals. While it indexes, a
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,12 +56,31 @@ def wait_for(signal: object, timeout_s: float) -> list[object]:
     return got[0]
 
 
+# Runs in its own process while indexing is measured: prints every interval in which
+# it was not scheduled for 50 ms or more, until its input closes.
+TICKER = """
+import sys, threading, time
+done = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+last = time.monotonic()
+while not done.wait(0.01):
+    now = time.monotonic()
+    if now - last > 0.06:
+        print(last, now, flush=True)
+    last = now
+"""
+
+
 class Heartbeat(QObject):
     """Counts the event loop's pulse; ``max_gap`` is the longest silence seen.
 
     A sampler thread notes what the GUI thread was doing during each long
     silence (its Python stack, or "idle in the event loop" when it was only
     waiting for the CPU or the interpreter lock), so a failure names the culprit.
+
+    A separate process ticks alongside: a silence during which that process was
+    also starved of the CPU is the machine's (a loaded CI host), not the
+    window's, and is reported but not counted in ``max_gap``.
     """
 
     def __init__(self) -> None:
@@ -68,14 +89,23 @@ class Heartbeat(QObject):
         self.timer.setInterval(HEARTBEAT_MS)
         self.timer.timeout.connect(self._beat)
         self.last = 0.0
-        self.max_gap = 0.0
+        self.max_gap = 0.0  # longest silence not explained by a starved machine
+        self.machine_gaps: list[float] = []  # silences the other process saw too
+        self.gaps: list[tuple[float, float]] = []
+        self.gap_cpu: list[float] = []  # CPU time the GUI thread used in each gap
+        self.last_cpu = 0.0
+        self._ticker: subprocess.Popen[str] | None = None
         self.beats = 0
         self.stalls: dict[str, float] = {}
         self._running = False
-        self._gui = threading.main_thread().ident
+        self._gui = threading.main_thread().ident or 0
 
     def start(self) -> None:
+        self._ticker = subprocess.Popen(
+            [sys.executable, "-c", TICKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         self.last = time.monotonic()
+        self.last_cpu = time.thread_time()
         self.timer.start()
         self._running = True
         threading.Thread(target=self._sample, daemon=True).start()
@@ -84,10 +114,29 @@ class Heartbeat(QObject):
         self.timer.stop()
         self._beat()
         self._running = False
+        starved: list[tuple[float, float]] = []
+        if self._ticker is not None:
+            out, _ = self._ticker.communicate("", timeout=30)
+            starved = [(float(a), float(b)) for a, b in (ln.split() for ln in out.splitlines())]
+        self.max_gap = 0.0
+        for start, end in self.gaps:
+            # Overlap with the ticker's own stalls (CLOCK_MONOTONIC is system-wide).
+            shared = sum(max(0.0, min(end, b) - max(start, a)) for a, b in starved)
+            if shared >= (end - start) - MAX_GAP_S / 2:
+                self.machine_gaps.append(end - start)
+            else:
+                self.max_gap = max(self.max_gap, end - start)
 
     def report(self) -> str:
         worst = sorted(self.stalls.items(), key=lambda kv: -kv[1])[:3]
-        return "\n".join(f"{lag * 1000:.0f} ms in:\n{where}" for where, lag in worst)
+        gaps = ", ".join(
+            f"{(b - a) * 1000:.0f} ms (GUI thread on CPU {c * 1000:.0f} ms)"
+            for (a, b), c in zip(self.gaps, self.gap_cpu, strict=True)
+            if b - a >= MAX_GAP_S
+        )
+        return f"gaps: {gaps}\n" + "\n".join(
+            f"{lag * 1000:.0f} ms in:\n{where}" for where, lag in worst
+        )
 
     def _sample(self) -> None:
         while self._running:
@@ -95,16 +144,33 @@ class Heartbeat(QObject):
             lag = time.monotonic() - self.last
             if lag < MAX_GAP_S / 2:
                 continue
-            frame = sys._current_frames().get(self._gui)
+            frames = sys._current_frames()
+            frame = frames.get(self._gui)
             stack = traceback.format_stack(frame, limit=4) if frame else []
             where = "".join(stack) or "?"
+            # The GUI thread may be waiting for the interpreter lock: show where the
+            # process's other threads were (one of them may hold it).
+            me = threading.get_ident()
+            for ident, other in frames.items():
+                if ident not in (self._gui, me):
+                    where += (
+                        f"  [thread {ident}] "
+                        + "".join(traceback.format_stack(other, limit=1))
+                        .strip()
+                        .replace("\n", " | ")
+                        + "\n"
+                    )
             self.stalls[where] = max(self.stalls.get(where, 0.0), lag)
 
     @Slot()
     def _beat(self) -> None:
         now = time.monotonic()
-        self.max_gap = max(self.max_gap, now - self.last)
+        cpu = time.thread_time()  # this is the GUI thread: its own CPU time
+        if now - self.last > MAX_GAP_S / 2:
+            self.gaps.append((self.last, now))
+            self.gap_cpu.append(cpu - self.last_cpu)
         self.last = now
+        self.last_cpu = cpu
         self.beats += 1
 
 
@@ -162,7 +228,8 @@ def indexed(
     window.show()
     opened: list[QUrl] = []
     catcher = UrlCatcher(opened)
-    QDesktopServices.setUrlHandler("file", catcher, "open")
+    # The stub says bytes; PySide6 itself only accepts the slot name as str.
+    QDesktopServices.setUrlHandler("file", catcher, "open")  # type: ignore[arg-type]
     beat = Heartbeat()
     window.engine.indexing_started.connect(beat.start)
     t0 = time.monotonic()
@@ -198,8 +265,16 @@ def test_indexing_keeps_the_event_loop_responsive(indexed: Indexed) -> None:
     assert indexed.heartbeat.beats > 10, "the heartbeat never ran: indexing was not measured"
     assert indexed.heartbeat.max_gap < MAX_GAP_S, (
         f"the event loop stalled {indexed.heartbeat.max_gap * 1000:.0f} ms while indexing; "
-        f"the GUI thread was:\n{indexed.heartbeat.report()}"
+        f"the GUI thread was:\n{indexed.heartbeat.report()}\n"
+        f"(excused as the machine's: {len(indexed.heartbeat.machine_gaps)} silences)"
     )
+    if indexed.heartbeat.machine_gaps:
+        warnings.warn(
+            f"{len(indexed.heartbeat.machine_gaps)} event-loop silences up to "
+            f"{max(indexed.heartbeat.machine_gaps) * 1000:.0f} ms were the machine's: another "
+            "process was starved of the CPU at the same time",
+            stacklevel=1,
+        )
 
 
 def test_typed_query_shows_the_expected_file_first(qtbot: QtBot, indexed: Indexed) -> None:

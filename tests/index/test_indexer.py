@@ -75,6 +75,32 @@ def test_rename_and_move_are_not_read_again(
         assert hits[0].folder == str(docs / "sub")
 
 
+def test_update_sees_a_move_whose_halves_come_apart(
+    home: Path, docs: Path, tiny_info: ModelInfo, tiny_embedder: LlamaEmbedder
+) -> None:
+    # A move into a folder the watcher did not watch yet arrives as a creation,
+    # and the deletion of the old path only in a later batch.
+    with Store.open(home, tiny_info, write=True) as store, Indexer(store, tiny_embedder) as ix:
+        ix.run([docs])
+        old, new = docs / "venv.rst.txt", docs / "fresh" / "venv.rst.txt"
+        before = store.file(str(old))
+        assert before is not None
+        new.parent.mkdir()
+        os.rename(old, new)
+        created = ix.update([new.parent])
+        assert (created.renamed, created.indexed, created.chunks_embedded) == (1, 0, 0)
+        deleted = ix.update([old])
+        assert (deleted.removed, deleted.indexed) == (0, 0)
+        after = store.file(str(new))
+        assert after is not None and after.file_id == before.file_id
+        assert store.file(str(old)) is None
+        assert store.status().pending == 0
+        # A copy (the original still exists) is read as a new file.
+        shutil.copy(new, docs / "copy.rst.txt")
+        copied = ix.update([docs / "copy.rst.txt"])
+        assert (copied.renamed, copied.indexed) == (0, 1)
+
+
 def test_edit_re_embeds_only_what_changed(
     home: Path, docs: Path, tiny_info: ModelInfo, tiny_embedder: LlamaEmbedder
 ) -> None:

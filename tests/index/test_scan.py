@@ -152,7 +152,7 @@ def test_rescan_cost_is_one_stat_per_entry(tmp_path: Path) -> None:
         opened.append(str(path))
         return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
 
-    os.open = spy  # type: ignore[assignment]
+    os.open = spy
     try:
         result = scan([str(tmp_path)], IndexOptions())
     finally:

@@ -81,6 +81,8 @@ def test_file_and_folder_events(keyword_watch: tuple[Store, Watcher, list[Summar
     assert paths(store, "pangolins") == set()
     # move a file into a new folder: re-pathed, not read again
     (docs / "box").mkdir()
+    # The update that committed the edit reports its summary a moment later.
+    assert watcher.wait_idle(30)
     reads_before = sum(s.indexed for s in summaries)
     os.rename(docs / "new.md", docs / "box" / "moved.md")
     wait_for(lambda: paths(store, "armadillos") == {str(docs / "box" / "moved.md")})

@@ -64,10 +64,11 @@ def test_model_id_follows_content(tiny_gguf: Path, tmp_path: Path) -> None:
     assert inspect_gguf(copy).model_id == first  # same bytes, other path: same id
     # Change one weight in the middle of the last tensor: a sampled byte changes.
     span = tensor_spans(copy)[-1]
-    flat = f32_tensor(copy, span).reshape(-1)
+    weights = f32_tensor(copy, span)
+    flat = weights.reshape(-1)
     flat[flat.size // 2] += np.float32(1.0)
-    flat.flush()
-    del flat
+    weights.flush()
+    del flat, weights
     assert inspect_gguf(copy).model_id != first
 
 

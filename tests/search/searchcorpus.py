@@ -25,6 +25,8 @@ from sr3desk.index.indexer import Indexer
 from sr3desk.index.store import Store
 from sr3desk.index.types import IndexOptions
 from sr3desk.model.base import QueryEmbedding
+from sr3desk.model.ggufinfo import ModelInfo
+from sr3desk.model.prompts import PromptSet
 from sr3desk.search.text import STOPWORDS, stem, words
 
 PY_LIBRARY = Path("/usr/share/doc/python3.11/html/_sources/library")
@@ -38,18 +40,6 @@ OLD_MTIME = 1_577_836_800.0  # 2020-01-01 UTC
 NEW_MTIME = 1_704_067_200.0  # 2024-01-01 UTC
 
 
-@dataclass(frozen=True)
-class TestModelInfo:
-    """The ModelInfo fields the store and the searcher read."""
-
-    path: Path
-    name: str
-    model_id: str
-    dim: int
-    eval: dict[str, Any] | None = None
-    stage: str = "test"
-
-
 @dataclass
 class BagOfWordsEmbedder:
     """Hashed bag of light-stemmed content words, log-scaled counts, unit length."""
@@ -59,8 +49,22 @@ class BagOfWordsEmbedder:
     calls: list[str] = field(default_factory=list)
 
     @property
-    def info(self) -> TestModelInfo:
-        return TestModelInfo(Path("bow.gguf"), "bag-of-words", self.model_id, self.dim, self.eval)
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            path=Path(f"{self.model_id}.gguf"),
+            name=self.model_id,
+            architecture="test",
+            size_bytes=0,
+            dim=self.dim,
+            n_ctx_train=self.n_ctx,
+            quantization="F32",
+            embed_token_id=0,
+            prompts=PromptSet(),
+            chat_template=None,
+            eval=self.eval,
+            stage="test",
+            model_id=self.model_id,
+        )
 
     @property
     def model_id(self) -> str:

@@ -106,6 +106,26 @@ def test_guard_gives_zero_when_every_weight_hurts() -> None:
     assert w.fused_score == pytest.approx(run.mrr(None))
 
 
+def test_weaker_model_that_only_ties_gets_zero() -> None:
+    # Keyword search right on every query; the model right on 3 of 4 (ratio .8 maps
+    # to weight .33), and fused at any weight the keyword order stands: a tie. A
+    # model worse than keywords that helps nowhere is left out.
+    n = MIN_QUERIES + 4
+    vec = [["a", "b"] if i % 4 else ["b", "a"] for i in range(n)]
+    run = _run([["a", "b"]] * n, vec)
+    assert weight_from_ratio(run.mrr(-1.0) / run.mrr(None)) > 0.3
+    assert all(run.mrr(w) == run.mrr(None) for w in (0.33, 0.165, 0.0825))
+    w = weight_from_run(run, embedded=500)
+    assert w.weight == 0.0
+
+
+def test_model_as_good_as_keywords_may_tie() -> None:
+    n = MIN_QUERIES + 4
+    run = _run([["a", "b"]] * n, [["a", "c"]] * n)
+    assert run.mrr(1.0) == run.mrr(None) == 1.0
+    assert weight_from_run(run, embedded=500).weight == 1.0
+
+
 def test_too_few_queries_is_unmeasured() -> None:
     run = _run([["a"]] * 3, [["a"]] * 3)
     w = weight_from_run(run, embedded=10)

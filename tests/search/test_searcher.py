@@ -12,7 +12,7 @@ from searchcorpus import NEW_MTIME, OLD_MTIME, BagOfWordsEmbedder, Corpus, Noise
 from sr3desk.errors import ModelRequiredError
 from sr3desk.index.store import Store
 from sr3desk.index.types import Filters
-from sr3desk.search import Searcher, SearchRequest
+from sr3desk.search import Mode, Searcher, SearchRequest
 from sr3desk.search.quality import (
     CACHE_FILE,
     SOURCE_CALIBRATION,
@@ -72,9 +72,10 @@ def test_keyword_mode_needs_no_model(bow_store: Store, query: str, page: str) ->
 
 def test_modes_without_model_say_how_to_set_one(bow_store: Store) -> None:
     searcher = Searcher(bow_store, None)
-    for mode in ("hybrid", "vector"):
+    modes: tuple[Mode, ...] = ("hybrid", "vector")
+    for mode in modes:
         with pytest.raises(ModelRequiredError, match="needs an embedding model") as err:
-            searcher.search(SearchRequest("json", mode=mode))  # type: ignore[arg-type]
+            searcher.search(SearchRequest("json", mode=mode))
         assert "--model" in str(err.value) and "--mode keyword" in str(err.value)
 
 
@@ -90,7 +91,9 @@ def test_lexical_model_calibrated_and_cached(bow_store: Store, tmp_path: Path) -
     # ...gets the weight of the mapping, or less where fusing at it lost on the
     # pseudo-queries; whatever it gets, hybrid at it did not lose there.
     ratio = weight.model_score / weight.keyword_score
-    assert weight.weight in {weight_from_ratio(ratio) * f for f in (1.0, 0.5, 0.25)} | {0.0}
+    allowed = [weight_from_ratio(ratio) * f for f in (1.0, 0.5, 0.25)] + [0.0]
+    # (scores are stored rounded to 4 places, so the ratio recomputed here is close, not exact)
+    assert any(weight.weight == pytest.approx(w, abs=2e-3) for w in allowed), weight
     assert weight.fused_score is not None and weight.fused_score >= weight.keyword_score
     cache = json.loads((tmp_path / CACHE_FILE).read_text())["models"]
     cached = cache[f"{model.model_id}/score"]  # measured for the default fusion
@@ -160,13 +163,13 @@ def test_eval_metadata_decides_without_calibration(bow_store: Store, tmp_path: P
 
 
 @pytest.mark.parametrize("mode", ["keyword", "vector", "hybrid"])
-def test_filters(corpus: Corpus, bow_store: Store, mode: str) -> None:
+def test_filters(corpus: Corpus, bow_store: Store, mode: Mode) -> None:
     searcher = Searcher(bow_store, BagOfWordsEmbedder(), vector_weight=1.0)
     query = "module functions data"
     old = str(corpus.root / "old")
 
     def run(filters: Filters) -> list[str]:
-        response = searcher.search(SearchRequest(query, mode=mode, k=50, filters=filters))  # type: ignore[arg-type]
+        response = searcher.search(SearchRequest(query, mode=mode, k=50, filters=filters))
         assert response.results, filters
         return paths(response)
 
@@ -186,7 +189,7 @@ def test_filters(corpus: Corpus, bow_store: Store, mode: str) -> None:
             SearchRequest(query, mode=mode, filters=Filters(folders=(old + "er",)))
         ).results
         == []
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_partly_embedded_index(corpus: Corpus, partial_store: Store, tmp_path: Path) -> None:
@@ -242,3 +245,14 @@ def test_request_validation() -> None:
         SearchRequest("x", mode="fuzzy")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="k must be"):
         SearchRequest("x", k=0)
+
+
+@pytest.mark.parametrize("mode", ["keyword", "hybrid"])
+def test_query_syntax_is_plain_text(bow_store: Store, mode: Mode) -> None:
+    # Quotes, brackets and operators are what users type; none may reach the
+    # full-text index as syntax (a quoted phrase used to fail there).
+    searcher = Searcher(bow_store, BagOfWordsEmbedder(), vector_weight=1.0)
+    for query in ('"JSON encoder" decoder', "json.dumps(obj) -> str?", 'AND OR "', "+json -csv"):
+        response = searcher.search(SearchRequest(query, mode=mode))
+        if any(c.isalpha() for c in query.replace("AND", "").replace("OR", "")):
+            assert response.results, query

@@ -13,8 +13,10 @@ from training.config import (
     LossConfig,
     from_mapping,
     load_config,
+    read_yaml,
     save_config,
 )
+from training.rl import RLRunConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs"
 
@@ -91,6 +93,10 @@ def test_shipped_configs_load(name: str) -> None:
     cfg = load_config(Config, ["--config", str(CONFIGS / name)])
     assert cfg.data.build.sources
     assert cfg.loss.lm > 0 and cfg.loss.kl > 0 and cfg.loss.infonce > 0 and cfg.loss.triplet > 0
+    # Each config also carries its RL stage: an rl section that the RL run reads.
+    assert "rl" in read_yaml(CONFIGS / name)
+    run = load_config(RLRunConfig, ["--config", str(CONFIGS / name)])
+    assert run.rl.steps > 0 and run.rl.group_size >= 2 and run.rl.contrastive > 0
 
 
 def test_help_lists_every_field(capsys: pytest.CaptureFixture[str]) -> None:

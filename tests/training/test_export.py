@@ -27,6 +27,7 @@ from sr3desk.model.runtime import open_embedder
 from training import modeling
 from training.export import ExportError, convert
 from training.export.__main__ import main as export_main
+from training.export.arch import arch_spec
 from training.export.parity import document_parity
 
 # One llama.cpp thread: tests share the CPU with each other and with torch, and
@@ -291,6 +292,17 @@ def test_unsupported_architecture(qwen2_copy: Path, tmp_path: Path) -> None:
     _edit_config(qwen2_copy, lambda c: c.update(architectures=["GPT2LMHeadModel"]))
     err = _raises("'GPT2LMHeadModel' is not supported", qwen2_copy, tmp_path / "x.gguf")
     assert "LlamaForCausalLM" in str(err) and "Qwen2ForCausalLM" in str(err)
+
+
+def test_architecture_from_model_type_when_architectures_is_absent() -> None:
+    # Configs saved without "architectures" (some converters and older tools) still say
+    # model_type; the exporter falls back to it, but never overrides a listed class.
+    assert arch_spec({"model_type": "qwen2"}, "x").hf_name == "Qwen2ForCausalLM"
+    assert arch_spec({"model_type": "llama", "architectures": []}, "x").gguf_arch == "llama"
+    with pytest.raises(ExportError, match="'gpt2' is not supported"):
+        arch_spec({"model_type": "gpt2"}, "x")
+    with pytest.raises(ExportError, match="'MistralForCausalLM'"):
+        arch_spec({"model_type": "llama", "architectures": ["MistralForCausalLM"]}, "x")
 
 
 def test_unsupported_rope_scaling(qwen2_copy: Path, tmp_path: Path) -> None:

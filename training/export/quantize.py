@@ -46,15 +46,19 @@ def quantize(src: Path, dst: Path, name: str, threads: int | None = None) -> Pat
     """
     import llama_cpp
 
+    from sr3desk.model.native import llama_log
+
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype_of(name)
     params.nthread = threads or (os.cpu_count() or 1)
     tmp = dst.with_name(dst.name + ".part")
     log.info("quantizing %s -> %s (%s)", src.name, dst.name, name.upper())
-    # llama.cpp reports every tensor through llama-cpp-python's logger; keep errors only.
-    native_log = logging.getLogger("llama-cpp-python")
+    # llama.cpp warns once per tensor that falls back to another type (576-wide rows do
+    # not fit Q4_K's 256-element blocks); importing native routes its log into logging,
+    # where that chatter stays below WARNING and errors still show.
+    native_log = llama_log
     level = native_log.level
-    native_log.setLevel(logging.ERROR)
+    native_log.setLevel(logging.WARNING)
     try:
         rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
     finally:
