@@ -451,8 +451,10 @@ def hits(rows: Sequence[dict[str, Any]], scores: Sequence[float] | None = None) 
     return out
 
 
-def light_hits(rows: Sequence[dict[str, Any]], scores: Sequence[float]) -> list[ChunkHit]:
-    """Vector rows (dicts with LIGHT_COLUMNS) as partial ChunkHits, ranked in order."""
+def light_hits(rows: Sequence[dict[str, Any]], scores: Any) -> list[ChunkHit]:
+    """Rows with LIGHT_COLUMNS (dicts) and their scores (a sequence or an Arrow
+    array) as partial ChunkHits, ranked in the given order."""
+    scores = list(scores.to_pylist() if hasattr(scores, "to_pylist") else scores)
     return [
         ChunkHit(
             chunk_id=row["chunk_id"],
