@@ -189,7 +189,7 @@ class Searcher:
         fetch = max(MIN_FETCH, OVERFETCH * request.k)
         store, filters = self.store, request.filters
         if request.mode == "keyword":
-            kw = store.keyword_search(parsed.keywords, fetch, filters, with_text=False)
+            kw = store.keyword_search(parsed.keywords, fetch, filters)
             groups = group_hits(kw, "keyword")
         elif request.mode == "vector":
             vec, _ = self._vector_hits(request, embed, fetch, response)
@@ -246,14 +246,14 @@ class Searcher:
     ) -> list[FileGroup]:
         store, filters = self.store, request.filters
         if not self.vectors_usable():
-            kw = store.keyword_search(parsed.keywords, fetch, filters, with_text=False)
+            kw = store.keyword_search(parsed.keywords, fetch, filters)
             self._vector_hits(request, embed, fetch, response)  # for its note
             return self._fuse([Ranking("keyword", kw)])
         weight = self.vector_weight()
         response.vector_weight = weight.weight
         if weight.weight == 0.0:
             response.notes.append(f"ranked by keywords: {weight.describe()}")
-            kw = store.keyword_search(parsed.keywords, fetch, filters, with_text=False)
+            kw = store.keyword_search(parsed.keywords, fetch, filters)
             if len(file_ranks(kw)) >= request.k and not request.reason:
                 # The model cannot change the order and the list is full: skip its cost.
                 return self._fuse([Ranking("keyword", kw)])
@@ -262,9 +262,7 @@ class Searcher:
             # Both retrievers at once: the full-text query runs in a worker thread
             # while this one embeds the query and searches the vectors (LanceDB and
             # llama.cpp release the GIL while they work).
-            pending = self._worker().submit(
-                store.keyword_search, parsed.keywords, fetch, filters, with_text=False
-            )
+            pending = self._worker().submit(store.keyword_search, parsed.keywords, fetch, filters)
             try:
                 vec, fraction = self._vector_hits(request, embed, fetch, response)
             finally:
