@@ -406,16 +406,13 @@ class Store:
 
         return self._read(run, [])
 
-    def keyword_search(
-        self, text: str, k: int, filters: Filters | None = None, with_text: bool = True
-    ) -> list[ChunkHit]:
+    def keyword_search(self, text: str, k: int, filters: Filters | None = None) -> list[ChunkHit]:
         """Return the ``k`` best chunks for ``text`` by BM25, best first.
 
         Uses LanceDB's native full-text index (lower-cased, stemmed, English stop
         words removed); rows committed since its last refresh are found by a
         scan, so a file is findable as soon as it is committed. ``score`` is the
         BM25 score. Needs no model. Empty list for a blank query or empty index.
-        ``with_text=False`` returns ``partial`` hits, as :meth:`vector_search` does.
         """
         if not text.strip():
             return []
@@ -426,9 +423,6 @@ class Store:
             where = filters_sql(filters)
             if where:
                 query = query.where(where, prefilter=True)
-            if not with_text:
-                found = query.select([*LIGHT_COLUMNS, "_score"]).to_arrow()
-                return light_hits(found.select(LIGHT_COLUMNS).to_pylist(), found["_score"])
             found = query.select([*HIT_COLUMNS, "_score"]).to_arrow()
             return hits(found.to_pylist(), found["_score"].to_pylist())
 

@@ -11,7 +11,7 @@ import json
 import os
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -451,27 +451,8 @@ def hits(rows: Sequence[dict[str, Any]], scores: Sequence[float] | None = None) 
     return out
 
 
-def light_hits(rows: Sequence[dict[str, Any]], scores: Any) -> list[ChunkHit]:
-    """Rows with LIGHT_COLUMNS (dicts) and their scores (a sequence or an Arrow
-    array) as partial ChunkHits, ranked in the given order."""
-    scores = list(scores.to_pylist() if hasattr(scores, "to_pylist") else scores)
-    return [
-        ChunkHit(
-            chunk_id=row["chunk_id"],
-            file_id=row["file_id"],
-            path=row["path"],
-            ext=row["ext"] or "",
-            mtime=float(row["mtime"] or 0.0),
-            size=0,
-            page=None,
-            start=0,
-            end=0,
-            heading="",
-            text="",
-            score=float(scores[rank]),
-            rank=rank,
-            folder=row["folder"] or "",
-            partial=True,
-        )
-        for rank, row in enumerate(rows)
-    ]
+def light_hits(rows: Sequence[dict[str, Any]], scores: Sequence[float]) -> list[ChunkHit]:
+    """Rows with only LIGHT_COLUMNS (dicts) as partial ChunkHits, ranked in the given
+    order: the passage's own columns are left empty until ``Store.complete_hits``."""
+    empty = {c: None for c in HIT_COLUMNS if c not in LIGHT_COLUMNS}
+    return [replace(h, partial=True) for h in hits([{**empty, **r} for r in rows], scores)]
