@@ -464,28 +464,26 @@ class QuestionWriter:
     """Writes one search question per passage with a chat GGUF through llama.cpp."""
 
     def __init__(self, model_path: str | Path, seed: int = 0, n_ctx: int = 1024) -> None:
-        try:
-            from llama_cpp import Llama
-        except ImportError as exc:  # pragma: no cover - llama-cpp-python is a core dependency
-            raise ValueError("llm questions need llama-cpp-python") from exc
+        # The app's loader, not llama_cpp.Llama: it keeps llama.cpp's AMX/repack
+        # buffers off on CPUs where they crash (sr3desk.model.native).
+        from sr3desk.model.generate import ChatGenerator
+
         if not Path(model_path).is_file():
             raise ValueError(f"build.llm_model {model_path} does not exist: give a chat GGUF")
-        self._llm = Llama(model_path=str(model_path), n_ctx=n_ctx, seed=seed, verbose=False)
+        self._llm = ChatGenerator(model_path, n_ctx=n_ctx)  # greedy: the seed changes nothing
         self.n_ctx = n_ctx
 
     def question(self, passage: str) -> str | None:
         """A question the passage answers, or None when the model wrote none."""
         words = passage.split()
         text = " ".join(words[: self.n_ctx // 3])  # leave room for the prompt and answer
-        out = self._llm.create_chat_completion(
-            messages=[
+        reply = self._llm.reply(
+            [
                 {"role": "system", "content": LLM_SYSTEM},
                 {"role": "user", "content": f"Passage:\n{text}\n\nQuestion:"},
             ],
             max_tokens=40,
-            temperature=0.0,
         )
-        reply = str(out["choices"][0]["message"]["content"] or "")  # type: ignore[index]
         for line in reply.splitlines():
             line = line.strip().strip('"').removeprefix("Question:").strip()
             if line.endswith("?") and 3 <= len(line.split()) <= 30:
