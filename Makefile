@@ -9,12 +9,17 @@ MODELS := build/models
 
 # llama-cpp-python compiles llama.cpp from source (about 9 minutes on 2 cores),
 # so its wheel is built once into a cache outside the checkout and reused by
-# every later setup, fresh clones included. A CUDA build gets its own folder.
+# every later setup, fresh clones included. The build is native (-march=native),
+# so the cache folder is named by what the build depends on: the CPU's ISA
+# features and the CMake flags (sr3desk/model/cpufeatures.py). Another CPU, or
+# other flags, gets a folder and a build of its own, never this one's.
 LLAMA_VERSION := 0.3.36
 HAVE_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 LLAMA_CMAKE_ARGS ?= $(if $(HAVE_GPU),-DGGML_CUDA=on,)
-WHEELHOUSE ?= $(HOME)/.cache/sr3desk/wheels/$(if $(HAVE_GPU),cuda,cpu)
-LLAMA_SDIST := $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION).tar.gz
+WHEEL_KEY := $(shell $(PYTHON) sr3desk/model/cpufeatures.py --cache-key $(LLAMA_CMAKE_ARGS))
+WHEELHOUSE ?= $(HOME)/.cache/sr3desk/wheels/$(if $(HAVE_GPU),cuda,cpu)-$(WHEEL_KEY)
+SDIST_DIR := $(HOME)/.cache/sr3desk/sdist
+LLAMA_SDIST := $(SDIST_DIR)/llama_cpp_python-$(LLAMA_VERSION).tar.gz
 LLAMA_WHEEL_STAMP := $(WHEELHOUSE)/.llama-$(LLAMA_VERSION).built
 
 # Real documents for tests and benchmarks, from Debian's packages (not committed).
@@ -37,10 +42,11 @@ test: setup models testdata lint
 setup: $(VENV)/.installed
 
 $(LLAMA_SDIST):
-	mkdir -p $(WHEELHOUSE)
-	$(PYTHON) -m pip download --no-deps --no-binary :all: llama-cpp-python==$(LLAMA_VERSION) -d $(WHEELHOUSE)
+	mkdir -p $(SDIST_DIR)
+	$(PYTHON) -m pip download --no-deps --no-binary llama-cpp-python llama-cpp-python==$(LLAMA_VERSION) -d $(SDIST_DIR)
 
 $(LLAMA_WHEEL_STAMP): $(LLAMA_SDIST)
+	mkdir -p $(WHEELHOUSE)
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PYTHON) -m pip wheel --no-deps $(LLAMA_SDIST) -w $(WHEELHOUSE)
 	touch $@
 

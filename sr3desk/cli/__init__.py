@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
 
 from sr3desk import __version__
@@ -57,7 +59,16 @@ def main(argv: list[str]) -> int:
     if args.command is None:
         args = parser.parse_args([*argv, "gui"])
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here
+        return code
+    except BrokenPipeError:
+        # The reader went away (`sr3desk embed ... | head`): stop quietly, as other
+        # command-line tools do; stdout goes to /dev/null so the interpreter's last
+        # flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except Sr3Error as exc:
         sys.stderr.write(f"sr3desk: error: {exc}\n")
         return exc.exit_code

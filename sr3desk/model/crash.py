@@ -89,10 +89,11 @@ def _child_setup() -> None:  # pragma: no cover - runs in the child between fork
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def supervise(argv: Sequence[str], what: str) -> int:
+def supervise(argv: Sequence[str], what: str, program: Sequence[str] | None = None) -> int:
     """Run ``python -m sr3desk ARGV`` as a child and report a native crash in one line.
 
-    Takes the command-line arguments and a name for messages; returns the exit code
+    Takes the command-line arguments, a name for messages and the program to run
+    them with (default: this interpreter with ``-m sr3desk``); returns the exit code
     to exit with: the child's own, or 128 + the signal that killed it (with the line
     written to stderr). SIGTERM and a SIGINT sent with kill() are passed on; a Ctrl-C
     from the terminal reaches the child directly (same process group) and is not
@@ -107,9 +108,9 @@ def supervise(argv: Sequence[str], what: str) -> int:
     old_chld = signal.signal(signal.SIGCHLD, _ignore)
     try:
         child = subprocess.Popen(
-            [sys.executable, "-m", "sr3desk", *argv],
+            [*(program or (sys.executable, "-m", "sr3desk")), *argv],
             env=env,
-            preexec_fn=_child_setup,  # noqa: PLW1509 - the parent has no other threads
+            preexec_fn=_child_setup,  # safe: the parent has no other threads
         )
         code = _wait(child)
     finally:

@@ -93,10 +93,14 @@ class ChatGenerator:
             n = C.llama_token_to_piece(self._vocab, token, buf, n, 0, False)
         return buf.raw[: max(0, n)]
 
-    def reply(self, messages: Sequence[Mapping[str, str]], max_tokens: int) -> str:
-        """Takes chat messages ({"role", "content"}); returns the model's greedy answer,
+    def reply(
+        self, messages: Sequence[Mapping[str, str]], max_tokens: int, prefix: str = ""
+    ) -> str:
+        """Takes chat messages ({"role", "content"}) and the start of the assistant's
+        answer (``prefix``, written for the model: a small model keeps to a form far
+        better when its answer is begun for it); returns the rest of the greedy answer,
         at most ``max_tokens`` tokens, ended at the model's end-of-turn."""
-        ids = self.tokenize(self.render(messages))
+        ids = self.tokenize(self.render(messages) + prefix)
         if len(ids) + max_tokens > self.n_ctx:
             raise ModelError(
                 f"The chat takes {len(ids)} tokens; with {max_tokens} to write it exceeds "

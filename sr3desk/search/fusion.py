@@ -11,7 +11,11 @@ normalised scores: per list, the best passage scores 1 and the last returned 0,
 and a file scores ``sum_i w_i * best_i(file) / sum_i w_i``.
 
 :func:`rrf_fuse` is weighted reciprocal-rank fusion (Cormack et al., 2009):
-``sum_i w_i / (k0 + rank_i(file))`` with ``k0 = 60``; it uses ranks only.
+``sum_i w_i / (k0 + rank_i(file))`` with ``k0 = 60``; it uses ranks only. It is
+kept as the baseline that benchmarks compare against, not offered in search:
+with a weak model at a misjudged weight (the untrained smollm2-sr3 calibrated
+to 0.35 on one CPU) it fell below keyword search (nDCG@10 0.900 vs 0.966) where
+score fusion at the same weight held (0.977), so it cannot keep the guarantee.
 
 Why scores by default: measured with ``bench/search_quality.py``'s set (150
 Python docs pages, nDCG@10; keyword alone 0.94), a weak model (the untrained

@@ -31,7 +31,6 @@ from sr3desk.search.fusion import (
     ScoredChunk,
     file_ranks,
     group_hits,
-    rrf_fuse,
     score_fuse,
 )
 from sr3desk.search.quality import (
@@ -78,8 +77,9 @@ class Searcher:
     ``home``: the data directory, where calibrations are cached (None: not
     cached); ``vector_weight``: a fixed weight for the vector side of hybrid
     search instead of the measured one (benchmarks, tests); ``calibration_queries``:
-    pseudo-queries per calibration; ``fusion``: "score" (min-max normalised
-    scores, the default, measured better) or "rrf" (reciprocal-rank fusion); see
+    pseudo-queries per calibration. Lists are fused by weighted min-max scores
+    (:func:`~sr3desk.search.fusion.score_fuse`), the one fusion whose "never worse
+    than keyword search" guarantee held under a misjudged weight; see
     :mod:`sr3desk.search.fusion`. Not thread-safe: one searcher per thread; close it (or use
     ``with``) to stop its worker thread.
     """
@@ -93,12 +93,8 @@ class Searcher:
         vector_weight: float | None = None,
         calibration_queries: int = DEFAULT_QUERIES,
         snippet_width: int = DEFAULT_WIDTH,
-        fusion: str = "score",
     ) -> None:
-        if fusion not in ("rrf", "score"):
-            raise ValueError(f"unknown fusion {fusion!r}: use 'rrf' or 'score'")
-        self.fusion = fusion
-        self._fuse = rrf_fuse if fusion == "rrf" else score_fuse
+        self._fuse = score_fuse
         if vector_weight is not None and not 0.0 <= vector_weight <= 1.0:
             raise ValueError("vector_weight must lie in [0, 1]")
         self.store = store
@@ -142,7 +138,7 @@ class Searcher:
         if self._weight is not None and not stale(self._weight, embedded):
             return self._weight
         model_id = self.embedder.model_id
-        key = f"{model_id}/{self.fusion}"  # the weight is measured for this fusion
+        key = f"{model_id}/score"  # the weight is measured for score fusion
         cached = self._cache.get(key, embedded) if self._cache else None
         if cached is None:
             log.info("Measuring %s against keyword search on this index", model_id)

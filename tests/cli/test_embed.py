@@ -100,3 +100,17 @@ def test_no_model_configured() -> None:
     out = sr3desk("embed", "text")
     assert out.returncode != 0
     assert "--model" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_piped_into_head_exits_quietly(tiny_gguf: Path, tmp_path: Path) -> None:
+    # More output than a pipe holds, so the write meets the closed pipe for certain.
+    texts = tmp_path / "texts.txt"
+    texts.write_text("".join(f"passage number {i}\n" for i in range(400)))
+    err = tmp_path / "err.txt"
+    cmd = (
+        f"'{sys.executable}' -m sr3desk embed --model '{tiny_gguf}' --document --json - "
+        f"< '{texts}' 2> '{err}' | head -c 100 > /dev/null; echo ${{PIPESTATUS[0]}}"
+    )
+    out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=300)
+    assert err.read_text() == ""  # no BrokenPipeError traceback
+    assert out.stdout.strip() == "141"  # 128 + SIGPIPE, as other tools end

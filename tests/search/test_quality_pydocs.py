@@ -74,6 +74,7 @@ def test_weak_model_never_worse_than_keyword(quality_report: object) -> None:
     assert scores[bench.VECTOR].ndcg10 < keyword - 0.2
     assert scores[bench.EQUAL_RRF].ndcg10 < keyword
     # The guarantee: the default hybrid search is never worse than keyword search.
+    # What the weight comes to varies with the CPU's arithmetic (the untrained model's
+    # calibration sits near the mapping's floor: weight 0 on one machine, 0.35 on
+    # another); the guarantee must hold whatever it is.
     assert scores[bench.DEFAULT].ndcg10 >= keyword
-    assert scores[bench.MEASURED_RRF].ndcg10 >= keyword
-    assert report.weight == 0.0  # type: ignore[attr-defined]
