@@ -158,13 +158,24 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    """Convert a checkpoint with ``training.export``; prints the written paths."""
-    from sr3desk.model.fetch import require_train_extra
+    """Convert a checkpoint with the training pipeline's exporter (a child process).
 
-    require_train_extra()
-    from training.export import convert
+    Its progress lines go to stderr as they come; the written paths to stdout.
+    """
+    from sr3desk.model.convert import convert_checkpoint
 
-    paths = convert(args.hf_dir, args.out, out_type=args.type, quants=args.quant, name=args.name)
+    def progress(line: str) -> None:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    paths = convert_checkpoint(
+        args.hf_dir,
+        args.out,
+        out_type=args.type,
+        quants=args.quant,
+        name=args.name,
+        progress=progress,
+    )
     for path in paths:
         sys.stdout.write(f"{path}\n")
     return 0
@@ -173,13 +184,14 @@ def run_convert(args: argparse.Namespace) -> int:
 # -- fetch --------------------------------------------------------------------------
 
 
-class ProgressBar:
-    """One self-updating line on a terminal; plain lines per stage otherwise."""
+class FetchProgressBar:
+    """One self-updating line on a terminal; plain lines per step otherwise."""
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
         self.tty = stream.isatty()
         self.last_stage = ""
+        self.last_message = ""
         self.last_draw = 0.0
         self.drawn = False
 
@@ -191,10 +203,10 @@ class ProgressBar:
                 return
             self.stream.write("\r\x1b[K" + self.render(p))
             self.drawn = True
-        elif new_stage:
+        elif new_stage or (p.done is None and p.message != self.last_message):
             self.stream.write(p.message + "\n")
         self.stream.flush()
-        self.last_stage, self.last_draw = p.stage, now
+        self.last_stage, self.last_message, self.last_draw = p.stage, p.message, now
 
     @staticmethod
     def render(p: FetchProgress) -> str:
@@ -219,7 +231,7 @@ def run_fetch(args: argparse.Namespace) -> int:
     from sr3desk.settings import Settings, data_dir, models_dir
 
     home = data_dir(args.db)
-    bar = ProgressBar(sys.stderr)
+    bar = FetchProgressBar(sys.stderr)
     try:
         path = fetch_model(
             args.repo or DEFAULT_REPO,

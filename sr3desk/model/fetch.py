@@ -2,8 +2,9 @@
 
 No GGUF of Search-R3 is published, so :func:`fetch_model` downloads the Hugging
 Face checkpoint with ``huggingface_hub`` (resumable: a broken download goes on
-where it stopped), converts it with ``training.export`` (which needs the ``train``
-extra: torch and transformers) and quantizes it, Q4_K_M by default. The result is
+where it stopped), converts it with the training pipeline's exporter in a child
+process (:mod:`sr3desk.model.convert`; it needs the ``train`` extra: torch and
+transformers) and quantizes it, Q4_K_M by default. The result is
 ``<dest_dir>/<repo name>.<QUANT>.gguf``; the downloaded checkpoint is deleted once
 the GGUF is in place.
 
@@ -16,8 +17,6 @@ also how the tests point it at a local stand-in.
 from __future__ import annotations
 
 import fnmatch
-import importlib
-import importlib.util
 import logging
 import os
 import shutil
@@ -31,6 +30,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sr3desk.errors import MissingExtraError, ModelError, OfflineError, Sr3Error
+from sr3desk.model.convert import (
+    FEATURE,
+    ConversionCancelled,
+    convert_checkpoint,
+    require_train_extra,
+    train_extra_installed,
+)
 from sr3desk.model.ggufinfo import inspect_gguf
 
 log = logging.getLogger(__name__)
@@ -49,7 +55,6 @@ CHECKPOINT_FILES = (
     "tokenizer*",
 )
 PROBE_TIMEOUT_S = 4.0
-TRAIN_MODULES = ("torch", "transformers", "safetensors")
 DOWNLOAD_DIR = ".download"
 
 
@@ -104,16 +109,15 @@ def fetch_model(
             return out
 
     # Cheap checks first: no extra, or no network, fails before anything is written.
-    for module in TRAIN_MODULES:
-        if importlib.util.find_spec(module) is None:
-            raise MissingExtraError("Converting a model", "train")
+    if not train_extra_installed():
+        raise MissingExtraError(FEATURE, "train")
     report(FetchProgress("check", message=f"Looking up {repo}"))
     base = (endpoint or _endpoint()).rstrip("/")
     _check_online(base)
     work = dest / DOWNLOAD_DIR / name
     with _hub_errors(repo, work):
         files, commit = _list_files(repo, base, revision)
-        # Import torch & co. now: a broken install must not cost a download first.
+        # Import torch & co. now (in a child): a broken install must not cost a download first.
         require_train_extra()
         _check_space(dest, sum(size for _, size in files))
         ckpt = _download(repo, files, commit, work / "hf", base, report, stop)
@@ -121,19 +125,21 @@ def fetch_model(
         raise FetchCancelled(f"Fetching {repo} was cancelled")
 
     report(FetchProgress("convert", message=f"Converting {name} to GGUF ({quant})"))
-    from training.export import convert  # needs torch: checked above
-
     float_type = quant if quant in FLOAT_TYPES else "F16"
     quants = [] if quant in FLOAT_TYPES else [quant]
     try:
-        written = convert(
+        written = convert_checkpoint(
             ckpt,
             work / f"{name}.{float_type}.gguf",
             out_type=float_type.lower(),
             quants=quants,
             name=name,
             keep_base=False,
+            progress=lambda line: report(FetchProgress("convert", message=f"Converting: {line}")),
+            cancel=stop,
         )
+    except ConversionCancelled as exc:
+        raise FetchCancelled(f"Fetching {repo} was cancelled") from exc
     except OSError as exc:
         raise Sr3Error(f"Cannot convert {repo} in {work}: {exc.strerror or exc}") from exc
     os.replace(written[-1], out)
@@ -142,17 +148,6 @@ def fetch_model(
     report(FetchProgress("done", message=f"{out.name} is ready"))
     log.info("Fetched %s into %s", repo, out)
     return out
-
-
-def require_train_extra() -> None:
-    """Import what conversion needs; MissingExtraError naming the ``train`` extra if
-    any of it is missing or broken."""
-    for module in TRAIN_MODULES:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            log.debug("Cannot import %s: %s", module, exc)
-            raise MissingExtraError("Converting a model", "train") from exc
 
 
 def _endpoint() -> str:
@@ -314,5 +309,4 @@ __all__ = [
     "FetchCancelled",
     "FetchProgress",
     "fetch_model",
-    "require_train_extra",
 ]

@@ -94,6 +94,29 @@ def test_install_refuses_a_bad_file(tmp_path: Path) -> None:
     assert Settings.load(home()).model_path is None
 
 
+def test_convert_reports_progress_and_paths(tiny_qwen2_dir: Path, tmp_path: Path) -> None:
+    """The exporter runs as a child process: its steps on stderr, the written files on stdout."""
+    out = sr3desk(
+        "model",
+        "convert",
+        str(tiny_qwen2_dir),
+        str(tmp_path / "t.F32.gguf"),
+        "--type",
+        "f32",
+        "--quant",
+        "Q8_0",
+    )
+    assert out.returncode == 0, out.stderr
+    written = [Path(line) for line in out.stdout.splitlines()]
+    assert written == [tmp_path / "t.F32.gguf", tmp_path / "t.Q8_0.gguf"]
+    assert inspect_gguf(written[1]).quantization == "Q8_0"
+    assert "writing t.F32.gguf" in out.stderr and "quantizing" in out.stderr
+    # A bad folder is one line naming it, from the child's error.
+    out = sr3desk("model", "convert", str(tmp_path / "nope"), str(tmp_path / "x.gguf"))
+    assert out.returncode == 2 and out.stderr.startswith("sr3desk: error: Cannot export")
+    assert len(out.stderr.splitlines()) == 1
+
+
 def test_convert_without_the_train_extra(tiny_qwen2_dir: Path, tmp_path: Path) -> None:
     """Without torch (shadowed by a package that fails to import), the extra is named."""
     shim = tmp_path / "shim" / "torch"

@@ -74,6 +74,7 @@ def convert(
     try:
         _, tokenizer = write_gguf(src, tmp, out_type.lower(), meta, pre=pre)
         if verify:
+            log.info("checking %s's tokenization against llama.cpp", dst.name)
             check_tokenizer(tokenizer, tmp, meta.prompts, str(src))
         tmp.replace(dst)
     finally:

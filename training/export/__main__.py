@@ -1,14 +1,23 @@
-"""Command line: ``python -m training.export HF_DIR OUT.gguf --type f16 --quant Q8_0 Q4_K_M``."""
+"""Command line: ``python -m training.export HF_DIR OUT.gguf --type f16 --quant Q8_0 Q4_K_M``.
+
+The app's ``sr3desk model convert`` and ``model fetch`` run this as a child process
+(:mod:`sr3desk.model.convert`): progress is the log on stderr, the written paths are
+printed on stdout, an error is one ``training.export: error:`` line, and a missing
+``train`` extra exits with :data:`~sr3desk.model.convert.EXIT_MISSING_EXTRA`.
+``--check`` only tries the imports conversion needs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
 from collections.abc import Sequence
 
-from sr3desk.errors import Sr3Error
+from sr3desk.errors import MissingExtraError, Sr3Error
+from sr3desk.model.convert import EXIT_MISSING_EXTRA, FEATURE, TRAIN_MODULES
 from training.export import STAGES, convert
 from training.export.writer import OUT_TYPES
 
@@ -19,8 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m training.export",
         description="Convert a Search-R3 Hugging Face checkpoint to GGUF (and quantize it).",
     )
-    parser.add_argument("hf_dir", help="folder with config.json, *.safetensors, tokenizer")
-    parser.add_argument("out", help="output GGUF path, e.g. build/model.F16.gguf")
+    parser.add_argument(
+        "hf_dir", nargs="?", help="folder with config.json, *.safetensors, tokenizer"
+    )
+    parser.add_argument("out", nargs="?", help="output GGUF path, e.g. build/model.F16.gguf")
     parser.add_argument("--type", default="f16", choices=sorted(OUT_TYPES), help="float type")
     parser.add_argument(
         "--quant", nargs="*", default=[], metavar="QUANT", help="llama.cpp quantizations"
@@ -32,12 +43,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-keep-base", action="store_true", help="delete the float GGUF after quantizing"
     )
+    parser.add_argument(
+        "--check", action="store_true", help="only check that conversion can run here, then exit"
+    )
     return parser
+
+
+def _missing_extra() -> str | None:
+    """The error line when the ``train`` extra is missing or broken, else None."""
+    for module in TRAIN_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return str(MissingExtraError(FEATURE, "train"))
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the exporter; returns the exit status (errors are one line on stderr)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.check and (args.hf_dir is None or args.out is None):
+        parser.error("give HF_DIR and OUT.gguf")
+    missing = _missing_extra()
+    if missing is not None:
+        sys.stderr.write(f"training.export: error: {missing}\n")
+        return EXIT_MISSING_EXTRA
+    if args.check:
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         metrics = None
