@@ -61,11 +61,6 @@ class PromptSet:
     embed_token: str = EMBED_TOKEN
     from_metadata: bool = field(default=False, compare=False)
 
-    @property
-    def forced_suffix(self) -> str:
-        """Text appended when reasoning did not reach the token in its budget."""
-        return f"{self.answer_prefix}{self.embed_token}."
-
     def to_metadata(self) -> dict[str, str]:
         """Return the ``sr3.`` string keys that describe these prompts."""
         return {

@@ -35,6 +35,7 @@ from sr3desk.errors import ModelError
 from sr3desk.model.base import QueryEmbedding
 from sr3desk.model.ggufinfo import ModelInfo, inspect_gguf
 from sr3desk.model.native import C, last_llama_error, load_model
+from sr3desk.model.prompts import forced_tail
 from sr3desk.model.tokenizer import LlamaTokenizer
 
 log = logging.getLogger(__name__)
@@ -379,7 +380,7 @@ class LlamaEmbedder:
                 tail = [embed_id]
             else:
                 tail = self._tok.tokenize(
-                    _forced_tail(reasoning, prompts.answer_prefix) + prompts.embed_token
+                    forced_tail(reasoning, prompts.answer_prefix) + prompts.embed_token
                 )
                 self._check_prompt(tail)
                 log.info(
@@ -398,16 +399,6 @@ class LlamaEmbedder:
             shown = shown[: -len(prompts.answer_prefix.strip())].rstrip()
         all_ids = [*ids, *generated, *tail]
         return QueryEmbedding(_normalise(vec[None, :])[0], shown, not emitted, pos + 1, all_ids)
-
-
-def _forced_tail(reasoning: str, answer_prefix: str) -> str:
-    """Text to append before the embed token when the model did not emit it."""
-    stripped = reasoning.rstrip()
-    if stripped.endswith(answer_prefix.rstrip()):
-        # The model wrote the answer prefix itself and ran out of budget right there.
-        return " " if answer_prefix.endswith(" ") and not reasoning.endswith(" ") else ""
-    sep = "" if not reasoning or reasoning[-1].isspace() else " "
-    return sep + answer_prefix
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:

@@ -85,14 +85,6 @@ class LlamaTokenizer:
                 size = -n + 16
         raise ModelError(f"Cannot detokenize {len(ids)} tokens with {self.info.path}")
 
-    def token_piece(self, token: int) -> bytes:
-        """The raw bytes of one token (special tokens rendered)."""
-        out = ctypes.create_string_buffer(256)
-        with self._lock:
-            self._check_open()
-            n = C.llama_token_to_piece(self._vocab, token, out, 256, 0, True)
-        return out.raw[: max(n, 0)]
-
     def is_end_of_generation(self, token: int) -> bool:
         """True for end-of-turn/end-of-text tokens."""
         return bool(C.llama_vocab_is_eog(self._vocab, token))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gguf
@@ -169,8 +168,3 @@ def write_vocab(writer: gguf.GGUFWriter, vocab: Vocab) -> None:
     writer.add_add_eos_token(False)
     if vocab.chat_template:
         writer.add_chat_template(vocab.chat_template)
-
-
-def tokenizer_files_present(hf_dir: Path) -> bool:
-    """True when ``hf_dir`` holds a fast tokenizer (tokenizer.json)."""
-    return (hf_dir / "tokenizer.json").is_file()
