@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sr3desk.errors import ExtractError
-from sr3desk.extract import data as data_formats
-from sr3desk.extract import epub, html, mail, markdown, office, pdf, rst, rtf, text
+from sr3desk.extract import epub, html, mail, markdown, office, pdf, rst, rtf, tabular, text
 from sr3desk.extract.base import FormatFn, TextBuilder, Unreadable
 from sr3desk.extract.types import Document, Limits, human_bytes
 
@@ -45,9 +44,9 @@ LOG = Format("log", text.extract_plain, True)
 MARKDOWN = Format("markdown", markdown.extract_markdown, True)
 RST = Format("rst", rst.extract_rst, True)
 HTML = Format("html", html.extract_html, True)
-CSV = Format("csv", data_formats.extract_csv, True)
-TSV = Format("csv", data_formats.extract_tsv, True)
-JSON = Format("json", data_formats.extract_json, True)
+CSV = Format("csv", tabular.extract_csv, True)
+TSV = Format("csv", tabular.extract_tsv, True)
+JSON = Format("json", tabular.extract_json, True)
 EMAIL = Format("email", mail.extract_email, False)
 RTF = Format("rtf", rtf.extract_rtf, False)
 PDF = Format("pdf", pdf.extract_pdf, False)

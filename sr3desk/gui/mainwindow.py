@@ -1,6 +1,6 @@
 """The main window: search first, results grouped by file, preview, status.
 
-The search flow is :class:`sr3desk.gui.searching.SearchFlow`; every search,
+The search flow is :class:`sr3desk.gui.searchflow.SearchFlow`; every search,
 preview and index call goes through :class:`sr3desk.gui.engine.Engine`, off the
 GUI thread.
 """
@@ -42,7 +42,7 @@ from sr3desk.gui.filters import FilterBar
 from sr3desk.gui.preview import PreviewPane
 from sr3desk.gui.problems import ProblemsDialog
 from sr3desk.gui.results import ResultsModel, ResultsView
-from sr3desk.gui.searching import STAGE_HYBRID, SearchFlow
+from sr3desk.gui.searchflow import STAGE_HYBRID, SearchFlow
 from sr3desk.gui.settings_dialog import SettingsDialog, describe_model
 from sr3desk.gui.status import IndexStatusWidget, format_count
 from sr3desk.gui.welcome import CHOICE_DOWNLOAD, WelcomeDialog

@@ -27,7 +27,7 @@ from pytestqt.qtbot import QtBot
 
 from sr3desk.gui.app import create_window
 from sr3desk.gui.mainwindow import MainWindow
-from sr3desk.gui.searching import STAGE_DEEP, STAGE_HYBRID, STAGE_KEYWORD
+from sr3desk.gui.searchflow import STAGE_DEEP, STAGE_HYBRID, STAGE_KEYWORD
 from sr3desk.index.types import Summary
 from sr3desk.settings import Settings
 
