@@ -35,7 +35,7 @@ class ExtractError(Sr3Error):
         self.reason = reason
 
 
-class IndexError_(Sr3Error):
+class IndexAccessError(Sr3Error):
     """The index cannot be opened or written."""
 
 

@@ -15,9 +15,7 @@ import contextlib
 import os
 import signal
 import sys
-import time
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING
@@ -27,9 +25,9 @@ from sr3desk.errors import Sr3Error
 
 if TYPE_CHECKING:
     from sr3desk.index.indexer import Control
-    from sr3desk.index.types import IndexOptions, Progress, Summary
-    from sr3desk.model.base import Embedder
-    from sr3desk.model.ggufinfo import ModelInfo
+    from sr3desk.index.session import IndexSession
+    from sr3desk.index.types import Progress, Summary
+    from sr3desk.settings import Settings
 
 SHOW_SKIPPED = 20  # skipped files listed in the summary; the rest: `sr3desk status`
 
@@ -78,9 +76,8 @@ def check_paths(paths: Sequence[str]) -> list[str]:
     return out
 
 
-def remember(home: Path, paths: Sequence[str], exclude: Sequence[str]) -> IndexOptions:
-    """Add folders and globs to the settings; returns the indexing options."""
-    from sr3desk.index.types import IndexOptions
+def remember(home: Path, paths: Sequence[str], exclude: Sequence[str]) -> Settings:
+    """Add folders and globs to the settings in ``home``; returns the settings."""
     from sr3desk.settings import Settings
 
     settings = Settings.load(home)
@@ -95,28 +92,24 @@ def remember(home: Path, paths: Sequence[str], exclude: Sequence[str]) -> IndexO
             changed = True
     if changed:
         settings.save(home)
-    return IndexOptions(
-        exclude=tuple(settings.exclude),
-        max_file_bytes=int(settings.max_file_mb * 1024 * 1024),
-    )
+    return settings
 
 
-def open_model(home: Path, explicit: str | None) -> ModelInfo | None:
-    """The model to index with (``--model``, ``$SR3DESK_MODEL``, settings) or None."""
-    from sr3desk.model.ggufinfo import inspect_gguf
-    from sr3desk.settings import resolve_model_path
+def open_index_session(args: argparse.Namespace, paths: Sequence[str]) -> IndexSession:
+    """Open the index session ``index`` and ``watch`` run: the paths and globs
+    remembered in the settings, the model of ``--model`` (else ``$SR3DESK_MODEL``,
+    else the settings') with the settings' threads and GPU layers, the options
+    of the settings with ``--max-mb`` on top."""
+    from sr3desk.index.session import ModelChoice, open_session, options_for
+    from sr3desk.settings import data_dir, resolve_model_path
 
-    path = resolve_model_path(explicit, home)
-    return inspect_gguf(path) if path is not None else None
-
-
-def open_embedder_for(home: Path, info: ModelInfo) -> Embedder:
-    """Load ``info``'s model with the thread and GPU settings."""
-    from sr3desk.model.runtime import open_embedder
-    from sr3desk.settings import Settings
-
-    settings = Settings.load(home)
-    return open_embedder(info.path, threads=settings.threads, gpu_layers=settings.gpu_layers)
+    home = data_dir(args.db)
+    settings = remember(home, paths, args.exclude)
+    if args.max_mb is not None and args.max_mb <= 0:
+        raise Sr3Error("--max-mb must be positive")
+    options = options_for(settings, max_mb=args.max_mb)
+    model = ModelChoice(resolve_model_path(args.model, home), settings.threads, settings.gpu_layers)
+    return open_session(home, model, options, rebuild_roots=settings.folders)
 
 
 @contextlib.contextmanager
@@ -143,34 +136,17 @@ def graceful_interrupt(control: Control) -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     """Index the paths and print a summary; returns the exit code."""
-    from sr3desk.index.indexer import Control, Indexer
-    from sr3desk.index.store import Store
-    from sr3desk.settings import data_dir
+    from sr3desk.index.indexer import Control
 
     paths = check_paths(args.paths)
-    home = data_dir(args.db)
-    options = remember(home, paths, args.exclude)
-    if args.max_mb is not None:
-        if args.max_mb <= 0:
-            raise Sr3Error("--max-mb must be positive")
-        options = _with_max(options, args.max_mb)
-    info = open_model(home, args.model)
     control = Control()
-    with ExitStack() as stack:
-        store = stack.enter_context(Store.open(home, info, write=True))
-        embedder: Embedder | None = None
-        if info is not None:
-            embedder = open_embedder_for(home, info)
-            stack.callback(embedder.close)
-        indexer = stack.enter_context(Indexer(store, embedder, options))
-        bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
-        with graceful_interrupt(control):
-            summary = indexer.run(paths, bar, control)
-        if bar is not None:
-            bar.clear()
-        status = store.status()
-        write_summary(summary, sys.stdout, pending=status.pending, keyword_only=info is None)
-        if store.building:
+    with open_index_session(args, paths) as session:
+        summary = index_with_progress(session, paths, control)
+        status = session.store.status()
+        write_summary(
+            summary, sys.stdout, pending=status.pending, keyword_only=session.keyword_only
+        )
+        if session.store.building:
             sys.stdout.write(
                 "The index is being rebuilt for the new model; the previous one serves "
                 "searches until it is complete (run the command again to continue).\n"
@@ -178,10 +154,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_max(options: IndexOptions, max_mb: float) -> IndexOptions:
-    from dataclasses import replace
-
-    return replace(options, max_file_bytes=int(max_mb * 1024 * 1024))
+def index_with_progress(session: IndexSession, paths: Sequence[str], control: Control) -> Summary:
+    """Run the indexer over ``paths``, drawing a progress line on a terminal;
+    the first Ctrl-C stops it at its next check point."""
+    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+    with graceful_interrupt(control):
+        summary = session.indexer.run(paths, bar, control)
+    if bar is not None:
+        bar.clear()
+    return summary
 
 
 def write_summary(
@@ -228,15 +209,16 @@ class ProgressBar:
     WIDTH = 24
 
     def __init__(self, stream: IO[str]) -> None:
+        from sr3desk.index.progress import Throttle
+
         self.stream = stream
-        self._last = 0.0
         self._shown = False
+        self._paced = Throttle(self._draw)
 
     def __call__(self, p: Progress) -> None:
-        now = time.monotonic()
-        if now - self._last < 0.1 and p.phase not in ("done",):
-            return
-        self._last = now
+        self._paced(p)
+
+    def _draw(self, p: Progress) -> None:
         line = self.render(p)
         try:
             columns = os.get_terminal_size(self.stream.fileno()).columns
@@ -253,8 +235,19 @@ class ProgressBar:
             done, total, what = p.files_done, p.files_total, "files read"
         elif p.phase == "embed" and p.chunks_total:
             done, total, what = p.chunks_embedded, p.chunks_total, "chunks embedded"
+        elif p.phase == "upgrade" and p.chunks_total:
+            done, total, what = (
+                p.chunks_embedded,
+                p.chunks_total,
+                "vectors carried into the new index layout",
+            )
         else:
-            label = {"scan": "scanning", "optimize": "optimizing", "done": "done"}
+            label = {
+                "upgrade": "upgrading the index layout",
+                "scan": "scanning",
+                "optimize": "optimizing",
+                "done": "done",
+            }
             return f"{label.get(p.phase, p.phase)}..."
         frac = done / total if total else 1.0
         filled = int(frac * cls.WIDTH)

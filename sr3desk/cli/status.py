@@ -34,11 +34,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the status of the index; returns the exit code."""
     from sr3desk.index.store import Store
-    from sr3desk.settings import data_dir
+    from sr3desk.settings import Settings, data_dir
 
     home = data_dir(args.db)
     with Store.open(home) as store:
         status = store.status()
+    status.folders = list(Settings.load(home).folders)
     if args.json:
         json.dump(status.to_json(), sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")

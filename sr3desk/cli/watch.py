@@ -11,25 +11,21 @@ import argparse
 import signal
 import sys
 import threading
-from contextlib import ExitStack
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from sr3desk.cli import add_db_argument, add_model_argument
 from sr3desk.cli.index import (
-    ProgressBar,
     add_index_options,
     check_paths,
-    graceful_interrupt,
-    open_embedder_for,
-    open_model,
-    remember,
+    index_with_progress,
+    open_index_session,
     write_summary,
 )
 from sr3desk.index.types import Summary
 
 if TYPE_CHECKING:
-    from sr3desk.model.base import Embedder
+    from sr3desk.index.indexer import Indexer
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,63 +52,53 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Index, then watch until interrupted; returns the exit code."""
-    from sr3desk.index.indexer import Control, Indexer
-    from sr3desk.index.store import Store
-    from sr3desk.index.watcher import Watcher
-    from sr3desk.settings import data_dir
+    from sr3desk.index.indexer import Control
 
     paths = check_paths(args.paths)
-    home = data_dir(args.db)
-    options = remember(home, paths, args.exclude)
-    info = open_model(home, args.model)
-    control = Control()
-    with ExitStack() as stack:
-        store = stack.enter_context(Store.open(home, info, write=True))
-        embedder: Embedder | None = None
-        if info is not None:
-            embedder = open_embedder_for(home, info)
-            stack.callback(embedder.close)
-        indexer = stack.enter_context(Indexer(store, embedder, options))
-        bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
-        with graceful_interrupt(control):
-            summary = indexer.run(paths, bar, control)
-        if bar is not None:
-            bar.clear()
-        write_summary(summary, sys.stdout, pending=0, keyword_only=info is None)
-        if summary.stopped:
-            return 0
-
-        def report(s: Summary) -> None:
-            changed = s.indexed + s.removed + s.renamed + len(s.skipped)
-            if not changed:
-                return
-            sys.stdout.write(
-                f"Updated: {s.indexed} read, {s.renamed} renamed, {s.removed} removed, "
-                f"{len(s.skipped)} skipped, {s.chunks_embedded} chunks embedded\n"
-            )
-            for path, reason in s.skipped:
-                sys.stdout.write(f"  skipped {path}: {reason}\n")
-            sys.stdout.flush()
-
-        done = threading.Event()
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            done.set()
-
-        old_int = signal.signal(signal.SIGINT, on_signal)
-        old_term = signal.signal(signal.SIGTERM, on_signal)
-        watcher = Watcher(indexer, paths, debounce_s=args.debounce, on_update=report)
-        try:
-            watcher.start()
-            sys.stdout.write("Watching for changes; press Ctrl-C to stop.\n")
-            sys.stdout.flush()
-            while not done.wait(0.5):
-                pass
-        finally:
-            sys.stdout.write("Stopping...\n")
-            sys.stdout.flush()
-            watcher.stop()
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, old_term)
-        sys.stdout.write("Stopped watching.\n")
+    with open_index_session(args, paths) as session:
+        summary = index_with_progress(session, paths, Control())
+        write_summary(summary, sys.stdout, pending=0, keyword_only=session.keyword_only)
+        if not summary.stopped:
+            watch(session.indexer, paths, args.debounce)
     return 0
+
+
+def report(s: Summary) -> None:
+    """Print one line for an update that changed something (and its skipped files)."""
+    changed = s.indexed + s.removed + s.renamed + len(s.skipped)
+    if not changed:
+        return
+    sys.stdout.write(
+        f"Updated: {s.indexed} read, {s.renamed} renamed, {s.removed} removed, "
+        f"{len(s.skipped)} skipped, {s.chunks_embedded} chunks embedded\n"
+    )
+    for path, reason in s.skipped:
+        sys.stdout.write(f"  skipped {path}: {reason}\n")
+    sys.stdout.flush()
+
+
+def watch(indexer: Indexer, paths: list[str], debounce_s: float) -> None:
+    """Follow changes under ``paths`` until SIGINT or SIGTERM."""
+    from sr3desk.index.watcher import Watcher
+
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    old_int = signal.signal(signal.SIGINT, on_signal)
+    old_term = signal.signal(signal.SIGTERM, on_signal)
+    watcher = Watcher(indexer, paths, debounce_s=debounce_s, on_update=report)
+    try:
+        watcher.start()
+        sys.stdout.write("Watching for changes; press Ctrl-C to stop.\n")
+        sys.stdout.flush()
+        while not done.wait(0.5):
+            pass
+    finally:
+        sys.stdout.write("Stopping...\n")
+        sys.stdout.flush()
+        watcher.stop()
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+    sys.stdout.write("Stopped watching.\n")

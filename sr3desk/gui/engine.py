@@ -10,7 +10,7 @@ opened them, so no handle is ever used from two threads):
 - the *keyword* lane: a reader ``Store``; keyword searches, previews, status;
 - the *model* lane: a reader ``Store`` and the query embedder; hybrid and deep
   searches (embedding a query takes up to a second or more on a CPU);
-- the *index* child process (:mod:`sr3desk.gui.indexproc`): the writer
+- the *index* child process (:mod:`sr3desk.index.child`): the writer
   ``Store`` and a second embedder; it runs ``Indexer.run`` and then keeps a
   ``Watcher`` going until told to stop. A process, not a thread, so that its
   Python work never holds the window's interpreter lock.
@@ -76,11 +76,9 @@ def index_options(settings: Settings) -> IndexOptions:
     with a large model on a CPU; one sequence per decode is as fast as ten
     there, and commits are paced by time, not by batch.
     """
-    return IndexOptions(
-        exclude=tuple(settings.exclude),
-        max_file_bytes=max(1, int(settings.max_file_mb * 1024 * 1024)),
-        embed_batch=GUI_EMBED_BATCH,
-    )
+    from sr3desk.index.session import options_for
+
+    return options_for(settings, embed_batch=GUI_EMBED_BATCH)
 
 
 def _open_embedder(config: Config) -> Embedder:

@@ -1,19 +1,8 @@
-"""Indexing in a child process: the core's ``Indexer.run`` and then a ``Watcher``.
+"""The window's side of the index child process (:mod:`sr3desk.index.child`).
 
-Why a process and not a thread: indexing runs Python code (chunking, writes)
-for minutes, and every thread of a process shares one interpreter lock. On a
-busy machine the window then waits for that lock; measured in the same process,
-the event loop stalled 200-500 ms while indexing. In a child process the
-window only reads the index (LanceDB readers see every commit), and closing
-the app can end the child at any instant, which the index survives by design.
-
-Protocol, one JSON object per line. The parent writes the session's
-:class:`SessionConfig` first, then commands: ``pause``, ``resume``, ``stop``
-(end of input also means stop: the parent is gone). The child answers with
-events: ``started``, ``progress`` (a :class:`Progress`), ``finished`` (a
-:class:`Summary`), ``watching``, ``updated`` (a Summary), ``error`` (a message).
-
-Run as ``python -m sr3desk.gui.indexproc``; :class:`IndexProcess` starts it.
+The child runs the indexer and then the watcher; this module starts it with a
+QProcess, sends it the session's config and commands, and turns its events
+into Qt signals. The protocol is described in :mod:`sr3desk.index.child`.
 """
 
 from __future__ import annotations
@@ -21,189 +10,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import sys
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from PySide6.QtCore import QObject, QProcess, Signal, Slot
 
 from sr3desk.errors import Sr3Error
-from sr3desk.index.types import PHASE_DONE, IndexOptions, Progress, Summary
+from sr3desk.index.child import (
+    SessionConfig,
+    options_dict,
+    progress_from_json,
+    summary_from_json,
+)
+
+__all__ = ["IndexProcess", "SessionConfig", "options_dict"]
 
 log = logging.getLogger(__name__)
 
-PROGRESS_INTERVAL_S = 0.1  # at most ten progress events a second
-
-
-@dataclass
-class SessionConfig:
-    """What the child needs: data directory, model, folders, indexer options."""
-
-    home: str
-    model_path: str | None
-    threads: int | None
-    gpu_layers: int
-    roots: list[str]
-    options: dict[str, Any]
-    log_level: int = logging.WARNING
-
-
-def summary_from_json(raw: dict[str, Any]) -> Summary:
-    """Rebuild a :class:`Summary` sent by the child."""
-    fields = {f.name for f in dataclasses.fields(Summary)}
-    data = {k: v for k, v in raw.items() if k in fields}
-    data["skipped"] = [tuple(s) for s in data.get("skipped", [])]
-    return Summary(**data)
-
-
-def progress_from_json(raw: dict[str, Any]) -> Progress:
-    """Rebuild a :class:`Progress` sent by the child."""
-    fields = {f.name for f in dataclasses.fields(Progress)}
-    return Progress(**{k: v for k, v in raw.items() if k in fields})
-
-
-class Throttle:
-    """Passes on at most one progress report per interval, plus every phase change."""
-
-    def __init__(self, emit: Callable[[Progress], None], interval: float) -> None:
-        self._emit = emit
-        self._interval = interval
-        self._last = 0.0
-        self._key: tuple[str, bool] | None = None
-
-    def __call__(self, p: Progress) -> None:
-        now = time.monotonic()
-        key = (p.phase, p.paused)
-        if key != self._key:
-            log.debug("Index phase %s%s", p.phase, " (paused)" if p.paused else "")
-        if key != self._key or now - self._last >= self._interval or p.phase == PHASE_DONE:
-            self._key, self._last = key, now
-            self._emit(p)
-
-
-# -- the child -------------------------------------------------------------------------
-
-
-class _Channel:
-    """Writes events to the parent, one JSON line each, from any thread."""
-
-    def __init__(self, out: IO[str]) -> None:
-        self._out = out
-        self._lock = threading.Lock()
-
-    def send(self, event: str, **data: Any) -> None:
-        line = json.dumps({"event": event, **data})
-        with self._lock:
-            try:
-                self._out.write(line + "\n")
-                self._out.flush()
-            except (BrokenPipeError, ValueError):
-                pass  # the parent is gone; the stop follows from stdin's end
-
-
-def serve(stdin: IO[str], stdout: IO[str]) -> int:
-    """Run one indexing session as told on ``stdin``; returns the exit code."""
-    from sr3desk.index.indexer import Control, Indexer
-    from sr3desk.index.store import Store
-
-    cfg = SessionConfig(**json.loads(stdin.readline()))
-    logging.basicConfig(level=cfg.log_level, format="%(levelname)s %(name)s[index]: %(message)s")
-    channel = _Channel(stdout)
-    control = Control()
-    quit_ = threading.Event()
-
-    def commands() -> None:
-        for line in stdin:
-            cmd = line.strip()
-            if cmd == "pause":
-                control.pause()
-            elif cmd == "resume":
-                control.resume()
-            elif cmd == "stop":
-                break
-        control.stop()
-        quit_.set()
-
-    threading.Thread(target=commands, name="commands", daemon=True).start()
-    store = embedder = watcher = indexer = None
-    try:
-        info = None
-        if cfg.model_path:
-            from sr3desk.model.ggufinfo import inspect_gguf
-            from sr3desk.model.runtime import open_embedder
-
-            try:
-                info = inspect_gguf(Path(cfg.model_path))
-                embedder = open_embedder(
-                    Path(cfg.model_path), threads=cfg.threads, gpu_layers=cfg.gpu_layers
-                )
-            except Exception as exc:
-                # The window reports the model's problem; index the words meanwhile.
-                log.info("Indexing without a model: %s", exc)
-                info, embedder = None, None
-        if quit_.is_set():
-            return 0
-        store = Store.open(Path(cfg.home), info, write=True)
-        options: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in cfg.options.items()
-        }
-        indexer = Indexer(store, embedder, IndexOptions(**options))
-        log.info("Indexing %s", ", ".join(cfg.roots))
-        channel.send("started")
-
-        def progress(p: Progress) -> None:
-            channel.send("progress", progress=dataclasses.asdict(p))
-
-        summary = indexer.run(
-            cfg.roots, progress=Throttle(progress, PROGRESS_INTERVAL_S), control=control
-        )
-        log.info(
-            "Indexing %s: %d read, %d unchanged, %d skipped in %.1f s",
-            "stopped" if summary.stopped else "done",
-            summary.indexed,
-            summary.unchanged,
-            len(summary.skipped),
-            summary.seconds,
-        )
-        channel.send("finished", summary=dataclasses.asdict(summary))
-        if quit_.is_set() or summary.stopped:
-            return 0
-        from sr3desk.index.watcher import Watcher
-
-        watcher = Watcher(
-            indexer,
-            cfg.roots,
-            on_update=lambda s: channel.send("updated", summary=dataclasses.asdict(s)),
-            progress=Throttle(progress, PROGRESS_INTERVAL_S),
-        )
-        watcher.start()
-        channel.send("watching")
-        quit_.wait()
-        return 0
-    except Exception as exc:
-        if not isinstance(exc, Sr3Error):
-            log.exception("Indexing failed")
-        channel.send("error", message=str(exc), user=isinstance(exc, Sr3Error))
-        return 1
-    finally:
-        # Watcher first (it calls the indexer), then what the indexer used.
-        for close in (
-            watcher.stop if watcher else None,
-            indexer.close if indexer else None,
-            embedder.close if embedder else None,
-            store.close if store else None,
-        ):
-            if close is None:
-                continue
-            try:
-                close()
-            except Exception:
-                log.exception("Closing the index session failed")
+CHILD_MODULE = "sr3desk.index.child"
 
 
 # -- the parent ------------------------------------------------------------------------
@@ -231,7 +55,7 @@ class IndexProcess(QObject):
         self._closed = False
         self.proc = QProcess(self)
         self.proc.setProgram(sys.executable)
-        self.proc.setArguments(["-m", "sr3desk.gui.indexproc"])
+        self.proc.setArguments(["-m", CHILD_MODULE])
         # The child's log lines go where ours go (the terminal).
         self.proc.setProcessChannelMode(QProcess.ProcessChannelMode.ForwardedErrorChannel)
         self.proc.readyReadStandardOutput.connect(self._read)
@@ -324,24 +148,3 @@ class IndexProcess(QObject):
         if error == QProcess.ProcessError.FailedToStart:
             self.failed.emit(RuntimeError(f"cannot start the indexer ({self.proc.errorString()})"))
             self.ended.emit()
-
-
-def options_dict(options: IndexOptions) -> dict[str, Any]:
-    """Return ``options`` as JSON-ready fields (tuples become lists)."""
-    return {
-        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(options).items()
-    }
-
-
-def main() -> int:
-    """Entry point of the child process; exits without interpreter teardown."""
-    code = serve(sys.stdin, sys.stdout)
-    # Everything is committed and closed; skipping the teardown of LanceDB and
-    # llama.cpp objects lets the window's close finish sooner.
-    logging.shutdown()
-    sys.stdout.flush()
-    os._exit(code)
-
-
-if __name__ == "__main__":
-    main()

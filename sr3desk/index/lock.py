@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from sr3desk.errors import IndexError_
+from sr3desk.errors import IndexAccessError
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class WriterLock:
         return self._fd is not None
 
     def acquire(self) -> None:
-        """Take the lock or raise IndexError_ naming the process that holds it."""
+        """Take the lock or raise IndexAccessError naming the process that holds it."""
         if self._fd is not None:
             return
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -43,13 +43,13 @@ class WriterLock:
             other = _read_pid(fd)
             os.close(fd)
             who = f" (pid {other})" if other else ""
-            raise IndexError_(
+            raise IndexAccessError(
                 f"Another sr3desk indexer{who} is writing to {self.path.parent}: "
                 "wait for it to finish or stop it, then try again"
             ) from None
         except OSError as exc:
             os.close(fd)
-            raise IndexError_(f"Cannot lock {self.path}: {exc.strerror}") from exc
+            raise IndexAccessError(f"Cannot lock {self.path}: {exc.strerror}") from exc
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd

@@ -1,25 +1,30 @@
-"""Table schemas, the generation pointer and row conversions for the store.
+"""Table schemas and row conversions for the store.
 
-Kept apart from :mod:`sr3desk.index.store` so that the store reads as the
-protocol it implements (what is committed in which order), not as field lists.
+Kept apart from the store's reads and writes so that those read as the protocol
+they implement (what is committed in which order), not as field lists.
+
+A generation owns ``files_<key>`` (one row per file: path, size, mtime, content
+hash, status, skip reason, time indexed, number of chunks), ``chunks_<key>``
+(one row per passage: text, file, page, character span, heading, model id, plus
+copies of the file's path, folder, type and mtime so that filters need no join)
+and ``embedded_<key>`` (one row per embedded passage: the chunk row's columns
+and its vector, so that a vector search returns its passages in one read).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 
 from sr3desk.index.types import STATUS_INDEXED, ChunkHit, FileRecord, Filters, normalize_ext
 
-KEYWORD_MODEL = "keyword"  # model id of a generation without vectors
 SQL_IN_BATCH = 500  # ids per "IN (...)" list
 
 # Columns of a chunk row that make a ChunkHit.
@@ -40,24 +45,9 @@ HIT_COLUMNS = [
 ]
 # Copies of the file's facts in chunk and vector rows, so that filters need no join.
 FILTER_COLUMNS = ["path", "folder", "ext", "mtime"]
-# What a vector row alone tells about a hit (``vector_search(..., with_text=False)``).
+# What a layout-1 vector row alone tells about a hit (``vector_search(...,
+# with_text=False)`` on an index not yet upgraded).
 LIGHT_COLUMNS = ["chunk_id", "file_id", *FILTER_COLUMNS]
-
-
-class ModelLike(Protocol):
-    """What the store needs to know of a model (``ModelInfo`` has it)."""
-
-    @property
-    def model_id(self) -> str: ...
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def dim(self) -> int: ...
-
-    @property
-    def path(self) -> Path: ...
 
 
 class ChunkLike(Protocol):
@@ -91,107 +81,6 @@ class FileWrite:
 
     record: FileRecord
     chunks: Sequence[ChunkLike] = ()
-
-
-@dataclass
-class Generation:
-    """One model's set of tables (``dim`` None: keyword only, no vector table)."""
-
-    key: str
-    model_id: str
-    model_name: str = ""
-    model_path: str | None = None
-    dim: int | None = None
-    created: float = 0.0
-    tokens_per_s: float | None = None  # embedding speed last measured on this machine
-
-    @property
-    def files_table(self) -> str:
-        return f"files_{self.key}"
-
-    @property
-    def chunks_table(self) -> str:
-        return f"chunks_{self.key}"
-
-    @property
-    def vectors_table(self) -> str:
-        return f"vectors_{self.key}"
-
-    def table_names(self) -> list[str]:
-        names = [self.files_table, self.chunks_table]
-        return [*names, self.vectors_table] if self.dim is not None else names
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "model_id": self.model_id,
-            "model_name": self.model_name,
-            "model_path": self.model_path,
-            "dim": self.dim,
-            "created": self.created,
-            "tokens_per_s": self.tokens_per_s,
-        }
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> Generation:
-        return cls(
-            key=str(raw["key"]),
-            model_id=str(raw["model_id"]),
-            model_name=str(raw.get("model_name") or ""),
-            model_path=raw.get("model_path"),
-            dim=int(raw["dim"]) if raw.get("dim") else None,
-            created=float(raw.get("created") or 0.0),
-            tokens_per_s=float(raw["tokens_per_s"]) if raw.get("tokens_per_s") else None,
-        )
-
-
-@dataclass
-class Meta:
-    """Contents of ``generations.json``: which generation serves, which is built."""
-
-    active: str | None = None
-    building: str | None = None
-    gens: dict[str, Generation] = field(default_factory=dict)
-    retired: dict[str, float] = field(default_factory=dict)  # key -> time swapped out
-    next_key: int = 1
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version": 1,
-            "active": self.active,
-            "building": self.building,
-            "gens": {k: g.to_json() for k, g in self.gens.items()},
-            "retired": self.retired,
-            "next_key": self.next_key,
-        }
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> Meta:
-        return cls(
-            active=raw.get("active"),
-            building=raw.get("building"),
-            gens={k: Generation.from_json(v) for k, v in (raw.get("gens") or {}).items()},
-            retired={k: float(v) for k, v in (raw.get("retired") or {}).items()},
-            next_key=int(raw.get("next_key") or 1),
-        )
-
-    @classmethod
-    def load(cls, path: Path) -> Meta:
-        return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
-
-    def save(self, path: Path) -> None:
-        """Write atomically and durably (temp file, fsync, rename, fsync folder)."""
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(self.to_json(), fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
 
 def files_schema() -> pa.Schema:
@@ -238,8 +127,15 @@ def chunks_schema() -> pa.Schema:
     )
 
 
-def vectors_schema(dim: int) -> pa.Schema:
-    """Schema of a vector table: one row per embedded chunk."""
+def embedded_schema(dim: int) -> pa.Schema:
+    """Schema of a vector table (layout 2): one row per embedded passage, with
+    every column a hit shows, so that a vector search needs no second read."""
+    passage = [f for f in chunks_schema() if f.name in HIT_COLUMNS or f.name == "model_id"]
+    return pa.schema([*passage, pa.field("vector", pa.list_(pa.float32(), dim), nullable=False)])
+
+
+def split_vectors_schema(dim: int) -> pa.Schema:
+    """Schema of a layout-1 vector table: chunk id, filter columns and vector only."""
     return pa.schema(
         [
             pa.field("chunk_id", pa.string(), nullable=False),
@@ -252,6 +148,22 @@ def vectors_schema(dim: int) -> pa.Schema:
             pa.field("vector", pa.list_(pa.float32(), dim), nullable=False),
         ]
     )
+
+
+def embedded_rows(passages: pa.Table, vectors: pa.Array, model_id: str, dim: int) -> pa.Table:
+    """Rows of a vector table: ``passages`` (chunk rows with HIT_COLUMNS) beside
+    their ``vectors`` (a FixedSizeList array, one per row, in the same order)."""
+    schema = embedded_schema(dim)
+    columns = {name: passages[name] for name in HIT_COLUMNS}
+    columns["model_id"] = pa.array([model_id] * passages.num_rows, pa.string())
+    columns["vector"] = vectors
+    return pa.table({f.name: columns[f.name] for f in schema}, schema=schema)
+
+
+def vector_array(vectors: np.ndarray, dim: int) -> pa.FixedSizeListArray:
+    """Float32 rows as the Arrow array of a vector column."""
+    flat = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1)
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat), dim)
 
 
 def new_file_id() -> str:
@@ -307,7 +219,7 @@ def filters_sql(filters: Filters | None) -> str | None:
     return " AND ".join(parts) if parts else None
 
 
-def chunk_rows(gen: Generation, batch: Sequence[FileWrite]) -> pa.Table:
+def chunk_rows(model_id: str, batch: Sequence[FileWrite]) -> pa.Table:
     """The chunk rows of a write batch (indexed files only)."""
     cols: dict[str, list[Any]] = {name: [] for name in chunks_schema().names}
     for write in batch:
@@ -330,7 +242,7 @@ def chunk_rows(gen: Generation, batch: Sequence[FileWrite]) -> pa.Table:
             cols["ext"].append(rec.ext)
             cols["mtime"].append(rec.mtime)
             cols["size"].append(rec.size)
-            cols["model_id"].append(gen.model_id)
+            cols["model_id"].append(model_id)
     return pa.table(cols, schema=chunks_schema())
 
 

@@ -173,6 +173,7 @@ class IndexStatus:
 
 
 # Progress phases, in the order a run goes through them.
+PHASE_UPGRADE = "upgrade"  # rewriting an index of an older release in the current layout
 PHASE_SCAN = "scan"  # walking the folders
 PHASE_EXTRACT = "extract"  # reading files; their text becomes keyword-searchable
 PHASE_EMBED = "embed"  # computing vectors, newest files first
@@ -190,7 +191,8 @@ class Progress:
     this run must compute; ``tokens_per_s``: measured embedding speed (0 until
     known); ``eta_s``: seconds left estimated from the measured speed and the
     tokens still to embed (None until there is a measurement). ``paused`` is true
-    while a pause is in effect.
+    while a pause is in effect. In the ``upgrade`` phase ``chunks_embedded`` /
+    ``chunks_total`` count the stored vectors carried into the new layout.
     """
 
     phase: str

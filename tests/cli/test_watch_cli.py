@@ -1,4 +1,4 @@
-"""`sr3desk watch`: indexes, follows changes, stops cleanly on Ctrl-C."""
+"""`sr3desk watch`: indexes, honours --max-mb, follows changes, stops cleanly on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ def test_watch_follows_changes_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "first.md").write_text("The first note mentions otters.\n")
+    (docs / "big.md").write_text("Walruses. " * 3000)  # 30 KB: over the limit below
     home = tmp_path / "home"
     proc = subprocess.Popen(
         [sys.executable, "-m", "sr3desk", "watch", str(docs), "--db", str(home),
-         "--debounce", "0.2"],
+         "--debounce", "0.2", "--max-mb", "0.02"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -38,7 +39,8 @@ def test_watch_follows_changes_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     reader.start()
     try:
         assert ready.wait(180), "".join(lines)
-        assert lines[0].startswith("Indexed 1 file (1 chunks")
+        assert lines[0].startswith("Indexed 1 file (1 chunks") and "1 skipped" in lines[0]
+        assert f"  {docs / 'big.md'}: exceeds " in "".join(lines)
         (docs / "second.md").write_text("The second note mentions beavers.\n")
         deadline = time.monotonic() + 60
         with Store.open(home) as store:

@@ -20,7 +20,7 @@ from corpora import (
     make_vanishing_file,
 )
 
-from sr3desk.errors import IndexError_
+from sr3desk.errors import IndexAccessError
 from sr3desk.extract import Extractor, Limits
 from sr3desk.index.indexer import Control, Indexer
 from sr3desk.index.store import Store
@@ -210,7 +210,7 @@ def test_embedder_must_match_the_store(
 ) -> None:
     with (
         Store.open(home, inspect_gguf(smollm2_gguf("Q4_K_M")), write=True) as store,
-        pytest.raises(IndexError_, match="embedder"),
+        pytest.raises(IndexAccessError, match="embedder"),
     ):
         Indexer(store, tiny_embedder)
 
@@ -274,10 +274,6 @@ def test_model_change_reindexes_and_swaps(
 ) -> None:
     for name in ("appetite.rst.txt", "interpreter.rst.txt", "venv.rst.txt"):
         (docs / name).unlink()
-    from sr3desk.settings import Settings
-
-    home.mkdir(parents=True)
-    Settings(folders=[str(docs)]).save(home)
     with Store.open(home, tiny_info, write=True) as store, Indexer(store, tiny_embedder) as ix:
         ix.run([docs])
     with (
@@ -286,14 +282,14 @@ def test_model_change_reindexes_and_swaps(
         Store.open(home) as reader,
     ):
         assert store.building and reader.read_model_id == tiny_info.model_id
-        with Indexer(store, other) as ix:
+        with Indexer(store, other, rebuild_roots=[str(docs)]) as ix:
             control = Control()
 
             def stop_at_once(p: Progress) -> None:
                 if p.phase == PHASE_EMBED:
                     control.stop()
 
-            ix.run([], stop_at_once, control)  # the remembered folder is re-read
+            ix.run([], stop_at_once, control)  # the user's folders are read again
             assert reader.read_model_id == tiny_info.model_id  # incomplete: old serves
             assert reader.status().building == other.model_id
             ix.run([])

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import random_unit
 
-from sr3desk.errors import IndexError_, ModelRequiredError
+from sr3desk.errors import IndexAccessError, ModelRequiredError
 from sr3desk.index.chunking import Chunk
 from sr3desk.index.store import Store
 from sr3desk.index.tables import FileWrite, new_file_id
@@ -85,7 +85,7 @@ def test_vector_search_scores_are_cosines_and_skip_pending(
         expected = sorted((float(vecs[i] @ vecs[2]) for i in range(6)), reverse=True)
         assert [h.score for h in hits] == pytest.approx(expected, abs=1e-4)
         assert [h.rank for h in hits] == list(range(6))
-        with pytest.raises(IndexError_, match="dimensions"):
+        with pytest.raises(IndexAccessError, match="dimensions"):
             store.vector_search(np.ones(dim + 1, np.float32), 3)
 
 
@@ -213,14 +213,12 @@ def test_open_repairs_what_a_killed_writer_left(home: Path, tiny_info: ModelInfo
         store.write_files([keep])
         embed_all(store)
         gen = store.write_generation
-        chunks = store._table(gen.chunks_table)
-        files = store._table(gen.files_table)
-        vectors = store._table(gen.vectors_table)
+        chunks, files, vectors = store.writer.chunks, store.writer.files, store.writer.vectors
         # 1. chunks committed, file row never: orphan chunks.
         orphan = make_file("/d/orphan.txt", ["orphan passage"])
         from sr3desk.index.tables import chunk_rows
 
-        chunks.add(chunk_rows(gen, [orphan]))
+        chunks.add(chunk_rows(gen.model_id, [orphan]))
         # 2. a file row that vouches for more chunks than exist.
         liar = make_file("/d/liar.txt", ["one", "two"])
         store.write_files([liar])
@@ -243,7 +241,7 @@ def test_open_repairs_what_a_killed_writer_left(home: Path, tiny_info: ModelInfo
 
 def test_one_writer_per_data_dir(home: Path, tiny_info: ModelInfo) -> None:
     with Store.open(home, tiny_info, write=True):
-        with pytest.raises(IndexError_, match="Another sr3desk indexer"):
+        with pytest.raises(IndexAccessError, match="Another sr3desk indexer"):
             Store.open(home, tiny_info, write=True)
         with Store.open(home) as reader:  # readers never wait
             assert reader.status().files == 0
@@ -269,7 +267,7 @@ def test_model_change_builds_beside_the_served_generation(home: Path, tiny_info:
         assert reader.status().building is None
         hit = reader.vector_search(random_unit(1, 32)[0], 1)
         assert hit[0].text == "served text"
-        with pytest.raises(IndexError_):
+        with pytest.raises(IndexAccessError):
             reader.vector_search(random_unit(1, tiny_info.dim)[0], 1)
 
 

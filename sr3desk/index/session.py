@@ -1,0 +1,157 @@
+"""Opening an indexing session: the writer store, the model and the indexer.
+
+One function opens what ``sr3desk index``, ``sr3desk watch`` and the window's
+index child process all need, from explicit options: the index layer never
+reads the user's settings. :func:`options_for` is the one mapping from settings
+to :class:`~sr3desk.index.types.IndexOptions`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol
+
+from sr3desk.errors import Sr3Error
+from sr3desk.index.indexer import Indexer
+from sr3desk.index.store import Store
+from sr3desk.index.types import IndexOptions
+
+if TYPE_CHECKING:
+    from sr3desk.model.base import Embedder
+    from sr3desk.model.ggufinfo import ModelInfo
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+
+
+class IndexSettings(Protocol):
+    """The settings that shape indexing (``sr3desk.settings.Settings`` has them)."""
+
+    @property
+    def exclude(self) -> list[str]: ...
+
+    @property
+    def max_file_mb(self) -> float: ...
+
+
+def options_for(
+    settings: IndexSettings, *, max_mb: float | None = None, embed_batch: int | None = None
+) -> IndexOptions:
+    """Return the indexer's options for ``settings``.
+
+    ``max_mb`` (``--max-mb``) overrides the settings' file size limit;
+    ``embed_batch``: chunks per embedding call (default: IndexOptions').
+    Raises Sr3Error for a size limit that is not positive.
+    """
+    limit = settings.max_file_mb if max_mb is None else max_mb
+    if limit <= 0:
+        raise Sr3Error(f"The file size limit must be positive, not {limit:g} MB")
+    options = IndexOptions(exclude=tuple(settings.exclude), max_file_bytes=max(1, int(limit * MIB)))
+    if embed_batch is not None:
+        options = replace(options, embed_batch=embed_batch)
+    return options
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model to index with: its GGUF (None: keyword only) and how to run it."""
+
+    path: Path | None
+    threads: int | None = None
+    gpu_layers: int = 0
+
+
+class IndexSession:
+    """A writer store, the embedder (or None) and an indexer over them; close it
+    (or use ``with``) to release all three in the right order."""
+
+    def __init__(self, store: Store, embedder: Embedder | None, indexer: Indexer, stack: ExitStack):
+        self.store = store
+        self.embedder = embedder
+        self.indexer = indexer
+        self._stack = stack
+
+    @property
+    def keyword_only(self) -> bool:
+        """True when no model is loaded: chunks wait for one."""
+        return self.embedder is None
+
+    def close(self) -> None:
+        """Stop the indexer's worker, free the model, release the store's lock."""
+        self._stack.close()
+
+    def __enter__(self) -> IndexSession:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_session(
+    home: Path,
+    model: ModelChoice,
+    options: IndexOptions,
+    *,
+    rebuild_roots: Sequence[str] = (),
+    keyword_fallback: bool = False,
+) -> IndexSession:
+    """Open the index in ``home`` for writing with ``model`` and return the session.
+
+    ``rebuild_roots``: the folders to read as well when a model change builds a
+    new generation. ``keyword_fallback``: a model that cannot be loaded is
+    logged and the session indexes keyword-only (the window reports the model's
+    problem itself); otherwise its error is raised.
+    """
+    info = _inspect(model, keyword_fallback)
+    with ExitStack() as stack:
+        # The store first: a second indexer fails at once, before a model loads.
+        store = stack.enter_context(Store.open(home, info, write=True))
+        embedder = _load(model, keyword_fallback) if info is not None else None
+        if info is not None and embedder is None:
+            stack.close()  # the model cannot run: index keyword-only instead
+            store = stack.enter_context(Store.open(home, None, write=True))
+        if embedder is not None:
+            stack.callback(embedder.close)
+        indexer = stack.enter_context(
+            Indexer(store, embedder, options, rebuild_roots=rebuild_roots)
+        )
+        return IndexSession(store, embedder, indexer, stack.pop_all())
+    raise AssertionError("unreachable")  # for mypy: the with block returns
+
+
+def _inspect(model: ModelChoice, keyword_fallback: bool) -> ModelInfo | None:
+    from sr3desk.model.ggufinfo import inspect_gguf
+
+    if model.path is None:
+        return None
+    try:
+        return inspect_gguf(model.path)
+    except Exception as exc:
+        if not keyword_fallback:
+            raise
+        log.info("Indexing without a model: %s", exc)
+        return None
+
+
+def _load(model: ModelChoice, keyword_fallback: bool) -> Embedder | None:
+    from sr3desk.model.runtime import open_embedder
+
+    assert model.path is not None
+    try:
+        return open_embedder(model.path, threads=model.threads, gpu_layers=model.gpu_layers)
+    except Exception as exc:
+        if not keyword_fallback:
+            raise
+        log.info("Indexing without a model: %s", exc)
+        return None
