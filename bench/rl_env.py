@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from sr3desk.search.metrics import ndcg_at_k, reciprocal_rank  # noqa: E402
 from training.config import BuildConfig  # noqa: E402
-from training.data import ensure_dataset, load_train_set  # noqa: E402
+from training.data.batches import load_train_set  # noqa: E402
+from training.data.build import ensure_dataset  # noqa: E402
 from training.env import CorpusEnv  # noqa: E402
 from training.losses import InfoNCELoss  # noqa: E402
 from training.modeling import (  # noqa: E402

@@ -34,8 +34,9 @@ import numpy as np
 from sr3desk.errors import Sr3Error
 from sr3desk.search.metrics import ndcg_at_k, recall_at_k, reciprocal_rank
 from training.bm25 import BM25, top_k
+from training.checkpoints import write_sidecar
 from training.config import Config, ConfigError, from_mapping, read_yaml
-from training.data import BeirSet, load_beir
+from training.data.beir import BeirSet, load_beir
 
 log = logging.getLogger(__name__)
 
@@ -219,11 +220,7 @@ def write_sr3_eval(report: Report, label: str, target: str | Path) -> Path:
     path = Path(target)
     metrics = report.sr3_eval(label)
     if path.is_dir():
-        sidecar = path / "sr3.json"
-        data = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.is_file() else {}
-        data["eval"] = metrics
-        sidecar.write_text(json.dumps(data, indent=2), encoding="utf-8")
-        return sidecar
+        return write_sidecar(path, eval=metrics)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     return path

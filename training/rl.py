@@ -31,191 +31,42 @@ converts.
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
-import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
-from sr3desk.errors import Sr3Error
-from sr3desk.model.prompts import PromptSet
-from training import modeling
-from training.config import Config, ConfigError, _check, _help, load_config, save_config
-from training.data import BatchSampler, BeirSet, load_beir, load_train_set
+from training import modeling, prepare
+from training.checkpoints import (
+    FINAL,
+    StepCounter,
+    append_log,
+    read_prompts,
+    read_state,
+    resolve_resume,
+    save_checkpoint,
+    save_final,
+)
+from training.config import ConfigError, RLRunConfig, save_config
+from training.data.batches import BatchSampler, load_train_set
 from training.env import CorpusEnv
+from training.heldout import evaluate_step, load_heldout
 from training.losses import InfoNCELoss
 from training.objective import EmbedLM, EmbedLMOutput, SFTObjective
-from training.rewards import RANK_KINDS, combined_reward, format_reward, rank_reward
 from training.rl_loss import GRPOLoss, group_advantages, token_kl
 from training.rl_rollout import (
     ReasonLM,
-    Rollouts,
     generate_rollouts,
     policy_forward,
+    score_rollouts,
     stop_token_ids,
-)
-from training.sft import (
-    CHECKPOINT_PREFIX,
-    FINAL,
-    STATE_FILE,
-    Progress,
-    checkpoints,
-    evaluate_embeddings,
-    mixed_precision,
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EnvConfig:
-    """The corpus environment: cached embeddings, kNN graph, partial refreshes."""
-
-    graph_k: int = field(default=8, metadata=_help("Neighbours per passage in the kNN graph."))
-    hops: int = field(
-        default=1,
-        metadata=_help("Graph hops around each retrieved candidate that a step re-encodes."),
-    )
-    refresh_every: int = field(
-        default=50, metadata=_help("Re-encode the whole corpus every N steps; 0: never.")
-    )
-    max_region: int = field(
-        default=0,
-        metadata=_help("Cap on passages re-encoded per step (positives first); 0: no cap."),
-    )
-    batch_size: int = field(default=32, metadata=_help("Passages per forward pass when encoding."))
-
-    def __post_init__(self) -> None:
-        _check(self.graph_k >= 1, f"rl.env.graph_k={self.graph_k}: use 1 or more")
-        _check(self.hops >= 0, f"rl.env.hops={self.hops}: use 0 or more")
-        _check(self.refresh_every >= 0, f"rl.env.refresh_every={self.refresh_every}: use >= 0")
-        _check(self.max_region >= 0, f"rl.env.max_region={self.max_region}: use 0 (no cap) or more")
-        _check(self.batch_size >= 1, f"rl.env.batch_size={self.batch_size}: use 1 or more")
-
-
-@dataclass
-class RLConfig:
-    """Group-relative policy optimisation of the reasoning before the embed token."""
-
-    init: str = field(
-        default="",
-        metadata=_help(
-            "HF checkpoint to start from, normally SFT's final/ folder (also --init); "
-            "empty: train.out_dir/final of this config."
-        ),
-    )
-    out_dir: str = field(
-        default="",
-        metadata=_help(
-            "Checkpoints, log.jsonl and final/ go here; empty: 'rl' beside train.out_dir."
-        ),
-    )
-    steps: int = field(default=100, metadata=_help("RL steps (one optimizer step each)."))
-    queries: int = field(default=8, metadata=_help("Training queries per step per process."))
-    group_size: int = field(default=8, metadata=_help("Sampled completions per query (G)."))
-    max_reason_tokens: int = field(
-        default=64,
-        metadata=_help("Token budget of the reasoning; past it the suffix is forced, unpaid."),
-    )
-    temperature: float = field(default=1.0, metadata=_help("Sampling temperature."))
-    top_p: float = field(default=1.0, metadata=_help("Nucleus sampling; 1 keeps all tokens."))
-    top_k: int = field(default=0, metadata=_help("Sample among the k likeliest tokens; 0: all."))
-    lr: float = field(
-        default=1e-6, metadata=_help("Learning rate (constant after warm-up); small on purpose.")
-    )
-    warmup_steps: int = field(default=0, metadata=_help("Linear warm-up steps from 0 to lr."))
-    clip_eps: float = field(
-        default=0.2, metadata=_help("PPO clip: the ratio is clipped to [1 - eps, 1 + eps].")
-    )
-    kl_beta: float = field(
-        default=0.1, metadata=_help("Weight of KL(policy || initial model) on generated tokens.")
-    )
-    ppo_epochs: int = field(
-        default=1, metadata=_help("Optimizer steps on each batch of rollouts (reuse).")
-    )
-    reward: str = field(
-        default="ndcg",
-        metadata=_help(f"Ranking reward: one of {', '.join(RANK_KINDS)} (nDCG@10 or 1/rank)."),
-    )
-    format_weight: float = field(
-        default=0.2,
-        metadata=_help("Weight of the format reward (token written once, in budget, in form)."),
-    )
-    candidates: int = field(
-        default=20, metadata=_help("Candidates the environment retrieves per rollout.")
-    )
-    negatives: int = field(
-        default=2,
-        metadata=_help("Hard negatives per query for the contrastive parts, from the candidates."),
-    )
-    contrastive: float = field(
-        default=1.0,
-        metadata=_help("Weight of InfoNCE on the reasoning embeddings (keep it on)."),
-    )
-    sft: float = field(
-        default=1.0,
-        metadata=_help(
-            "Weight of the SFT objective (loss.*) on plain query prompts: protects the "
-            "no-reasoning search path; 0 turns it off."
-        ),
-    )
-    log_every: int = field(default=5, metadata=_help("Log every N steps."))
-    save_every: int = field(
-        default=0, metadata=_help("Write a resumable checkpoint every N steps; 0: at the end.")
-    )
-    keep_checkpoints: int = field(default=2, metadata=_help("Keep the newest N checkpoints."))
-    resume: str = field(
-        default="", metadata=_help("Resume from a checkpoint folder, or 'auto' for the newest.")
-    )
-    env: EnvConfig = field(default_factory=EnvConfig)
-
-    def __post_init__(self) -> None:
-        _check(self.steps > 0, f"rl.steps={self.steps}: must be positive")
-        _check(self.queries >= 1, f"rl.queries={self.queries}: use 1 or more")
-        _check(
-            self.group_size >= 2,
-            f"rl.group_size={self.group_size}: use 2 or more (advantages are group-relative)",
-        )
-        _check(self.max_reason_tokens >= 1, "rl.max_reason_tokens must be at least 1")
-        _check(self.temperature > 0, f"rl.temperature={self.temperature}: must be positive")
-        _check(0 < self.top_p <= 1, f"rl.top_p={self.top_p}: use a value in (0, 1]")
-        _check(self.top_k >= 0, f"rl.top_k={self.top_k}: use 0 (off) or more")
-        _check(0 < self.lr < 1, f"rl.lr={self.lr}: use a value in (0, 1), e.g. 1e-6")
-        _check(self.warmup_steps >= 0, f"rl.warmup_steps={self.warmup_steps}: use 0 or more")
-        _check(0 < self.clip_eps < 1, f"rl.clip_eps={self.clip_eps}: use a value in (0, 1)")
-        _check(self.kl_beta >= 0, f"rl.kl_beta={self.kl_beta}: must be >= 0")
-        _check(self.ppo_epochs >= 1, f"rl.ppo_epochs={self.ppo_epochs}: use 1 or more")
-        _check(
-            self.reward in RANK_KINDS,
-            f"rl.reward={self.reward!r}: use one of {', '.join(RANK_KINDS)}",
-        )
-        _check(self.format_weight >= 0, f"rl.format_weight={self.format_weight}: must be >= 0")
-        _check(self.candidates >= 1, f"rl.candidates={self.candidates}: use 1 or more")
-        _check(self.negatives >= 0, f"rl.negatives={self.negatives}: use 0 or more")
-        _check(self.contrastive >= 0, f"rl.contrastive={self.contrastive}: must be >= 0")
-        _check(self.sft >= 0, f"rl.sft={self.sft}: must be >= 0")
-        _check(self.log_every >= 1, f"rl.log_every={self.log_every}: use 1 or more")
-        _check(self.save_every >= 0, f"rl.save_every={self.save_every}: use 0 or more")
-        _check(self.keep_checkpoints >= 1, "rl.keep_checkpoints: use 1 or more")
-
-
-@dataclass
-class RLRunConfig(Config):
-    """Everything one RL run needs: the SFT sections it shares, and ``rl``."""
-
-    other_stages: ClassVar[tuple[str, ...]] = ()
-
-    rl: RLConfig = field(default_factory=RLConfig)
-
-
-# ---------------------------------------------------------------- helpers
 
 
 def resolve_init(cfg: RLRunConfig) -> Path:
@@ -231,94 +82,9 @@ def resolve_init(cfg: RLRunConfig) -> Path:
     return path
 
 
-def read_prompts(model_dir: Path) -> PromptSet:
-    """The prompts a checkpoint was trained with (its ``sr3.json``), else the defaults."""
-    sidecar = model_dir / "sr3.json"
-    if not sidecar.is_file():
-        return PromptSet()
-    saved = json.loads(sidecar.read_text(encoding="utf-8")).get("prompts", {})
-    defaults = PromptSet()
-    return PromptSet(
-        document_system=str(saved.get("document_system", defaults.document_system)),
-        query_system=str(saved.get("query_system", defaults.query_system)),
-        reason_system=str(saved.get("reason_system", defaults.reason_system)),
-        answer_prefix=str(saved.get("answer_prefix", defaults.answer_prefix)),
-        embed_token=str(saved.get("embed_token", defaults.embed_token)),
-    )
-
-
 def out_dir_of(cfg: RLRunConfig) -> Path:
     """Where RL writes: ``rl.out_dir``, else ``rl`` beside SFT's ``train.out_dir``."""
     return Path(cfg.rl.out_dir) if cfg.rl.out_dir else Path(cfg.train.out_dir).parent / "rl"
-
-
-def resolve_resume(cfg: RLRunConfig) -> Path | None:
-    """The checkpoint to resume from (``rl.resume``: a folder, or 'auto'), or None."""
-    if not cfg.rl.resume:
-        return None
-    if cfg.rl.resume == "auto":
-        found = checkpoints(out_dir_of(cfg))
-        return found[-1] if found else None
-    path = Path(cfg.rl.resume)
-    if not (path / STATE_FILE).is_file():
-        raise ConfigError(f"rl.resume={path} is not a checkpoint folder (no {STATE_FILE})")
-    return path
-
-
-@dataclass
-class Scored:
-    """Rewards of N rollouts and what the contrastive parts take from the candidates."""
-
-    rewards: torch.Tensor  # (N,)
-    rank: list[float]
-    fmt: list[float]
-    negatives: list[list[int]]  # per query: hardest non-relevant passages, best first
-
-
-def score_rollouts(
-    env: CorpusEnv,
-    queries: torch.Tensor,
-    relevant: Sequence[set[int]],
-    rollouts: Rollouts,
-    prompts: PromptSet,
-    r: RLConfig,
-) -> Scored:
-    """Reward each rollout from the (refreshed) cache: rank of its positives + format.
-
-    queries: (N, d) rollout embeddings, query-major; relevant: per query, the corpus
-    rows of its positives. The candidates are the top ``r.candidates`` cached
-    passages plus the positives (so a positive outside the top still has a rank).
-    """
-    g = r.group_size
-    top = env.retrieve(queries, r.candidates)
-    rewards, ranks, fmts = [], [], []
-    best: list[dict[int, float]] = [{} for _ in relevant]
-    for row in range(queries.shape[0]):
-        qi = row // g
-        ids = list(dict.fromkeys(top.ids[row].tolist() + sorted(relevant[qi])))
-        scores = env.scores(queries[row : row + 1], torch.tensor([ids])).squeeze(0).tolist()
-        flags = [i in relevant[qi] for i in ids]
-        rank = rank_reward(scores, flags, r.reward)
-        fmt = format_reward(
-            rollouts.texts[row],
-            int(rollouts.n_generated[row]),
-            r.max_reason_tokens,
-            prompts.embed_token,
-            prompts.answer_prefix,
-        )
-        rewards.append(combined_reward(rank, fmt, r.format_weight))
-        ranks.append(rank)
-        fmts.append(fmt)
-        for i, s in zip(ids, scores, strict=True):
-            if i not in relevant[qi]:
-                best[qi][i] = max(s, best[qi].get(i, -2.0))
-    negatives = [sorted(b, key=lambda i: -b[i])[: r.negatives] for b in best]
-    return Scored(torch.tensor(rewards), ranks, fmts, negatives)
-
-
-def _append_log(out_dir: Path, record: dict[str, Any]) -> None:
-    with (out_dir / "log.jsonl").open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
 
 
 # ---------------------------------------------------------------- the run
@@ -335,7 +101,7 @@ def train(cfg: RLRunConfig) -> Path:
     # ---- setup: processes, precision, seed, output folder
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    accelerator = Accelerator(mixed_precision=mixed_precision(cfg.train.precision))
+    accelerator = Accelerator(mixed_precision=prepare.mixed_precision(cfg.train.precision))
     main_process = accelerator.is_main_process
     world, rank = accelerator.num_processes, accelerator.process_index
     device = accelerator.device
@@ -357,9 +123,7 @@ def train(cfg: RLRunConfig) -> Path:
     texts = [train_set.corpus[pid] for pid in passage_ids]
     examples = {ex.query_id: ex for ex in train_set.examples}
     sampler = BatchSampler(train_set, r.queries, 0, cfg.train.seed, rank, world)
-    heldout: BeirSet | None = None
-    if cfg.eval.enabled and cfg.data.heldout_path.is_dir():
-        heldout = load_beir(cfg.data.heldout_path, cfg.data.heldout_split)
+    heldout = load_heldout(cfg)
     log.info("data: %d queries over %d passages", len(train_set.examples), len(texts))
 
     # ---- model: the initial checkpoint, trained; a frozen copy of it is the reference
@@ -370,56 +134,25 @@ def train(cfg: RLRunConfig) -> Path:
     n_response = len(tokenizer.encode(prompts.answer_prefix, add_special_tokens=False)) + 1
     if cfg.lora.enabled:
         # New adapters on the initial model; the reference is that model, adapters off.
-        from peft import LoraConfig as PeftLoraConfig
-        from peft import get_peft_model
-
-        model = get_peft_model(  # type: ignore[assignment]
-            model,
-            PeftLoraConfig(
-                r=cfg.lora.r,
-                lora_alpha=cfg.lora.alpha,
-                lora_dropout=cfg.lora.dropout,
-                target_modules=list(cfg.lora.target_modules),
-                task_type="CAUSAL_LM",
-            ),
-        )
+        model = prepare.add_lora(model, cfg.lora, token_id)
         reference = None
     else:
-        ref_model: torch.nn.Module = copy.deepcopy(model)
-        ref_model.requires_grad_(False)
-        ref_model.eval()
-        if accelerator.mixed_precision == "bf16":
-            ref_model.to(torch.bfloat16)  # only read, never trained: half the memory
+        ref_model = prepare.frozen_copy(model, bf16=accelerator.mixed_precision == "bf16")
         reference = ReasonLM(EmbedLM(ref_model, token_id, n_response)).to(device)
     net = ReasonLM(EmbedLM(model, token_id, n_response))
     hf: Any = net.hf_model()  # the transformers model (peft's LoRA-injected base under LoRA)
-    if cfg.model.gradient_checkpointing:
-        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    prepare.gradient_checkpointing(hf, cfg.model, generates=True)
     net.train()
     trainable = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        [
-            {
-                "params": [p for p in trainable if p.ndim >= 2],
-                "weight_decay": cfg.optim.weight_decay,
-            },
-            {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
-        ],
-        lr=r.lr,
-        betas=(cfg.optim.beta1, cfg.optim.beta2),
-    )
+    prepare.log_parameters(net, trainable, cfg.lora.enabled, str(init))
+    # RL's schedule: linear warm-up to rl.lr, then constant.
+    optimizer = prepare.make_optimizer(trainable, cfg.optim, r.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / r.warmup_steps) if r.warmup_steps else 1.0
+        optimizer, lambda s: prepare.lr_factor(s, r.warmup_steps, r.steps)
     )
     net, optimizer = accelerator.prepare(net, optimizer)
-    progress = Progress()
+    progress = StepCounter()
     accelerator.register_for_checkpointing(sampler, progress, scheduler)
-    log.info(
-        "model: %.1fM parameters, %.1fM trained (%s)",
-        sum(p.numel() for p in net.parameters()) / 1e6,
-        sum(p.numel() for p in trainable) / 1e6,
-        "LoRA" if cfg.lora.enabled else "full",
-    )
 
     def frozen(input_ids: torch.Tensor, attention_mask: torch.Tensor, *rest: Any) -> Any:
         """The reference model's output (no gradient): the frozen copy, or adapters off."""
@@ -431,11 +164,9 @@ def train(cfg: RLRunConfig) -> Path:
                 return inner(input_ids, attention_mask, *rest)
 
     # ---- resume: model, optimizer, schedule, query stream, RNG and step
-    resume = resolve_resume(cfg)
+    resume = resolve_resume(r.resume, out_dir, "rl.resume")
     if resume is not None:
-        saved = RLRunConfig.from_dict(
-            json.loads((resume / STATE_FILE).read_text(encoding="utf-8"))["config"]
-        )
+        saved = RLRunConfig.from_dict(read_state(resume)["config"])
         if saved.model != cfg.model or saved.rl.init != cfg.rl.init:
             raise ConfigError(f"{resume} was trained from another model (model.* or rl.init)")
         accelerator.load_state(str(resume))
@@ -485,26 +216,11 @@ def train(cfg: RLRunConfig) -> Path:
     def run_eval(step: int) -> dict[str, float] | None:
         if heldout is None:
             return None
-        metrics = None
-        if main_process:
-            hf.eval()
-            with torch.no_grad(), accelerator.autocast():
-                metrics = evaluate_embeddings(hf, tokenizer, heldout, cfg, prompts)
-            hf.train()
-            log.info("eval step %d: %s", step, " ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-            _append_log(out_dir, {"step": step, "eval": metrics})
-        accelerator.wait_for_everyone()
-        return metrics
+        return evaluate_step(accelerator, hf, tokenizer, heldout, cfg, prompts, out_dir, step)
 
-    def save_checkpoint(step: int) -> None:
-        folder = out_dir / f"{CHECKPOINT_PREFIX}{step:06d}"
-        accelerator.save_state(str(folder))
-        if main_process:
-            state = {"step": step, "config": cfg.to_dict(), "env": env.stats.as_dict()}
-            (folder / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
-            for old in checkpoints(out_dir)[: -r.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
-        accelerator.wait_for_everyone()
+    def checkpoint(step: int) -> None:
+        state = {"step": step, "config": cfg.to_dict(), "env": env.stats.as_dict()}
+        save_checkpoint(accelerator, out_dir, step, state, r.keep_checkpoints)
 
     # ---- the loop
     first_eval = run_eval(progress.step) if progress.step == 0 else None
@@ -641,10 +357,10 @@ def train(cfg: RLRunConfig) -> Path:
                 mean["s_per_step"],
             )
             if main_process:
-                _append_log(out_dir, mean)
+                append_log(out_dir, mean)
             sums, t_log = {}, time.perf_counter()
         if r.save_every and step % r.save_every == 0 and step < r.steps:
-            save_checkpoint(step)
+            checkpoint(step)
 
     # ---- the end: evaluation, a resumable checkpoint, the HF model for export
     last = run_eval(progress.step)
@@ -655,48 +371,29 @@ def train(cfg: RLRunConfig) -> Path:
             last["ndcg@10"],
             progress.step,
         )
-    save_checkpoint(progress.step)
-    final = out_dir / FINAL
-    if main_process:
-        if final.exists():
-            shutil.rmtree(final)
-        out_model = accelerator.unwrap_model(net).embed_lm.model
-        if cfg.lora.enabled:
-            out_model = out_model.merge_and_unload()
-        out_model.save_pretrained(str(final))
-        tokenizer.save_pretrained(str(final))
-        save_config(cfg, final / "config.yaml")
-        state = {"step": progress.step, "config": cfg.to_dict(), "env": env.stats.as_dict()}
-        (final / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
-        sidecar = {
-            "name": f"{Path(cfg.model.path).name}-rl",
-            "stage": "rl",
-            "prompts": {k: v for k, v in vars(prompts).items() if k != "from_metadata"},
-        }
-        (final / "sr3.json").write_text(json.dumps(sidecar, indent=2), encoding="utf-8")
-        log.info("final model: %s", final)
-    accelerator.wait_for_everyone()
+    checkpoint(progress.step)
+    final = save_final(
+        accelerator,
+        accelerator.unwrap_model(net).embed_lm.model,
+        tokenizer,
+        out_dir,
+        "rl",
+        prompts,
+        cfg,
+        {"step": progress.step, "config": cfg.to_dict(), "env": env.stats.as_dict()},
+        merge_lora=cfg.lora.enabled,
+    )
     accelerator.end_training()
     return final
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m training.rl``: parse the config and train; returns the exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args = list(sys.argv[1:] if argv is None else argv)
     # --init is short for --rl.init: the one option every RL run gives.
     args = ["--rl.init" if a == "--init" else a for a in args]
     args = [f"--rl.init={a[7:]}" if a.startswith("--init=") else a for a in args]
-    try:
-        cfg = load_config(
-            RLRunConfig, args, prog="python -m training.rl", description="Search-R3 RL (GRPO)."
-        )
-        final = train(cfg)
-    except Sr3Error as exc:
-        sys.stderr.write(f"training.rl: error: {exc}\n")
-        return exc.exit_code
-    sys.stdout.write(f"{final}\n")
-    return 0
+    return prepare.run_from_command_line("rl", RLRunConfig, args, train, "Search-R3 RL (GRPO).")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ tokens are not the policy's actions and are masked out of the policy loss.
 Rollouts are packed as ``[left-padded prompt | completion, right-padded]`` so one
 forward pass through the (possibly DDP-wrapped) model gives both the log-probs of
 the sampled tokens (vocabulary-sized logits only at those positions) and the
-final-norm state at each embed token.
+final-norm state at each embed token. :func:`score_rollouts` then rewards each
+rollout by the rank of its query's positives among the environment's candidates.
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from sr3desk.model.prompts import PromptSet, forced_tail
+from training.config import RLConfig
+from training.env import CorpusEnv
 from training.modeling import render_prompts
 from training.objective import EmbedLM, EmbedLMOutput
+from training.rewards import combined_reward, format_reward, rank_reward
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -267,3 +271,54 @@ __all__ = [
     "policy_forward",
     "stop_token_ids",
 ]
+
+
+@dataclass
+class Scored:
+    """Rewards of N rollouts and what the contrastive parts take from the candidates."""
+
+    rewards: torch.Tensor  # (N,)
+    rank: list[float]
+    fmt: list[float]
+    negatives: list[list[int]]  # per query: hardest non-relevant passages, best first
+
+
+def score_rollouts(
+    env: CorpusEnv,
+    queries: torch.Tensor,
+    relevant: Sequence[set[int]],
+    rollouts: Rollouts,
+    prompts: PromptSet,
+    r: RLConfig,
+) -> Scored:
+    """Reward each rollout from the (refreshed) cache: rank of its positives + format.
+
+    queries: (N, d) rollout embeddings, query-major; relevant: per query, the corpus
+    rows of its positives. The candidates are the top ``r.candidates`` cached
+    passages plus the positives (so a positive outside the top still has a rank).
+    """
+    g = r.group_size
+    top = env.retrieve(queries, r.candidates)
+    rewards, ranks, fmts = [], [], []
+    best: list[dict[int, float]] = [{} for _ in relevant]
+    for row in range(queries.shape[0]):
+        qi = row // g
+        ids = list(dict.fromkeys(top.ids[row].tolist() + sorted(relevant[qi])))
+        scores = env.scores(queries[row : row + 1], torch.tensor([ids])).squeeze(0).tolist()
+        flags = [i in relevant[qi] for i in ids]
+        rank = rank_reward(scores, flags, r.reward)
+        fmt = format_reward(
+            rollouts.texts[row],
+            int(rollouts.n_generated[row]),
+            r.max_reason_tokens,
+            prompts.embed_token,
+            prompts.answer_prefix,
+        )
+        rewards.append(combined_reward(rank, fmt, r.format_weight))
+        ranks.append(rank)
+        fmts.append(fmt)
+        for i, s in zip(ids, scores, strict=True):
+            if i not in relevant[qi]:
+                best[qi][i] = max(s, best[qi].get(i, -2.0))
+    negatives = [sorted(b, key=lambda i: -b[i])[: r.negatives] for b in best]
+    return Scored(torch.tensor(rewards), ranks, fmts, negatives)

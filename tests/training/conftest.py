@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from training import sft
+from training.checkpoints import FINAL
 from training.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,4 +74,4 @@ def tiny_sft(
     assert sft.main(args) == 0
     out = Path(cfg.train.out_dir)
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    return TinyRun(cfg, Path(cfg.data.dir), out, out / sft.FINAL, log)
+    return TinyRun(cfg, Path(cfg.data.dir), out, out / FINAL, log)

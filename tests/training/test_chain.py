@@ -19,7 +19,8 @@ import pytest
 from sr3desk.model.ggufinfo import inspect_gguf
 from sr3desk.model.runtime import open_embedder
 from training import eval as train_eval
-from training import rl, sft
+from training import rl
+from training.checkpoints import BASE, FINAL
 from training.export import convert
 
 # The tiny SFT run (session fixture) and RL: a few CPU minutes alone, much longer on a busy machine.
@@ -50,12 +51,12 @@ def test_chain_sft_rl_export_runtime_eval(
         "eval.enabled=false",
     ]
     assert rl.main(args) == 0
-    assert json.loads((rl_out / sft.FINAL / "sr3.json").read_text())["stage"] == "rl"
+    assert json.loads((rl_out / FINAL / "sr3.json").read_text())["stage"] == "rl"
 
     ggufs = {
-        "base": convert(tiny_sft.out_dir / sft.BASE, tmp_path / "base.F32.gguf", out_type="f32"),
+        "base": convert(tiny_sft.out_dir / BASE, tmp_path / "base.F32.gguf", out_type="f32"),
         "sft": convert(tiny_sft.final, tmp_path / "sft.F32.gguf", out_type="f32"),
-        "rl": convert(rl_out / sft.FINAL, tmp_path / "rl.F32.gguf", out_type="f32"),
+        "rl": convert(rl_out / FINAL, tmp_path / "rl.F32.gguf", out_type="f32"),
     }
     paths = {label: files[0] for label, files in ggufs.items()}
     for label, path in paths.items():

@@ -11,12 +11,12 @@ from training.config import (
     Config,
     ConfigError,
     LossConfig,
+    RLRunConfig,
     from_mapping,
     load_config,
     read_yaml,
     save_config,
 )
-from training.rl import RLRunConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs"
 

@@ -11,21 +11,11 @@ from typing import Any
 import pytest
 
 from training.config import BuildConfig
-from training.data import (
-    BatchSampler,
-    BeirSet,
-    Passage,
-    build_dataset,
-    cloze,
-    heading_query,
-    load_beir,
-    load_pairs_jsonl,
-    load_train_set,
-    main,
-    read_negatives,
-    split_documents,
-    write_beir,
-)
+from training.data.__main__ import main
+from training.data.batches import BatchSampler, load_pairs_jsonl, load_train_set
+from training.data.beir import BeirSet, CorpusEntry, load_beir, write_beir
+from training.data.build import build_dataset, cloze, heading_query, split_documents
+from training.data.mining import read_negatives
 from training.sources import iter_documents, source_kind
 
 # Tests on the tiny SFT run's data: the first to ask builds that run (session fixture), a
@@ -35,7 +25,10 @@ TINY_RUN = pytest.mark.timeout(1800)
 
 def test_beir_round_trip(tmp_path: Path) -> None:
     data = BeirSet(
-        corpus={"d1": Passage("d1", "text one", "Title", "doc/a"), "d2": Passage("d2", "two")},
+        corpus={
+            "d1": CorpusEntry("d1", "text one", "Title", "doc/a"),
+            "d2": CorpusEntry("d2", "two"),
+        },
         queries={"q1": "first?", "q2": "second"},
         qrels={"q1": {"d1": 1}, "q2": {"d1": 1, "d2": 2}},
         query_meta={"q1": {"kind": "cloze"}},

@@ -20,9 +20,9 @@ import torch
 
 from sr3desk.model.prompts import PromptSet
 from training import rl
-from training.config import ConfigError, load_config
+from training.checkpoints import FINAL, read_prompts
+from training.config import ConfigError, RLRunConfig, load_config
 from training.modeling import ensure_embed_token, load_model, render_prompts
-from training.sft import FINAL
 
 # RL runs: a few CPU minutes alone, much longer on a busy machine.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -164,12 +164,12 @@ def test_reward_rises_weights_change_and_resume(
 
 def test_config_checks_and_init(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="group_size"):
-        load_config(rl.RLRunConfig, ["rl.group_size=1"])
+        load_config(RLRunConfig, ["rl.group_size=1"])
     with pytest.raises(ConfigError, match=r"rl\.reward"):
-        load_config(rl.RLRunConfig, ["rl.reward=map"])
-    cfg = load_config(rl.RLRunConfig, ["--config", str(TINY_CONFIG), f"train.out_dir={tmp_path}"])
+        load_config(RLRunConfig, ["rl.reward=map"])
+    cfg = load_config(RLRunConfig, ["--config", str(TINY_CONFIG), f"train.out_dir={tmp_path}"])
     with pytest.raises(ConfigError, match=r"run `python -m training\.sft`"):
         rl.resolve_init(cfg)
     # The SFT stage reads the same YAML and skips the rl section.
     assert cfg.rl.init == ""
-    assert rl.read_prompts(tmp_path) == PromptSet()
+    assert read_prompts(tmp_path) == PromptSet()

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from sr3desk.model.prompts import PromptSet
 from training import modeling, sft
+from training.checkpoints import BASE, checkpoints
 from training.objective import EmbedLM
 
 # The tiny_sft fixture (tests/training/conftest.py) gives a TinyRun: config, data_dir,
@@ -60,7 +61,7 @@ def test_tiny_run_learns_and_writes_a_final_checkpoint(
     assert sidecar["stage"] == "sft" and sidecar["prompts"]["embed_token"] == "<|embed_token|>"
     assert sft.read_checkpoint_config(final) == tiny_sft.config  # the config travels along
     # The run re-draws its start (model.init_std) and keeps it as its untrained base.
-    base = tiny_sft.out_dir / sft.BASE
+    base = tiny_sft.out_dir / BASE
     assert json.loads((base / "sr3.json").read_text())["stage"] == "base"
     drawn = load_file(str(base / "model.safetensors"))
     given = load_file(str(tiny_qwen2_dir / "model.safetensors"))
@@ -74,7 +75,7 @@ def test_resume_continues_exactly(tiny_sft: TinyRun, tiny_qwen2_dir: Path, tmp_p
     straight = tmp_path / "straight"
     args = _small_args(tiny_qwen2_dir, tiny_sft.data_dir, straight, "train.steps=4")
     assert sft.main([*args, "train.save_every=2", "train.keep_checkpoints=3"]) == 0
-    assert [p.name for p in sft.checkpoints(straight)] == ["checkpoint-000002", "checkpoint-000004"]
+    assert [p.name for p in checkpoints(straight)] == ["checkpoint-000002", "checkpoint-000004"]
 
     resumed = tmp_path / "resumed"
     resumed.mkdir()

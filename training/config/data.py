@@ -1,0 +1,149 @@
+"""The ``data`` section: where the training and held-out sets are, and how to build them.
+
+``data.build`` (:class:`BuildConfig`) is also what ``python -m training.data
+from-folder`` reads from its command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from training.config.loader import check, help_text
+
+QUERY_KINDS = ("heading", "cloze", "llm")
+MINERS = ("bm25", "none")
+
+
+@dataclass
+class BuildConfig:
+    """How ``training.data from-folder`` turns documents into a training set."""
+
+    sources: list[str] = field(
+        default_factory=list,
+        metadata=help_text(
+            "Folders of documents (read with the app's extraction), a FOLDOC dictd file "
+            "(*.dict.dz) or the Jargon File (jargon*.txt[.gz])."
+        ),
+    )
+    include: list[str] = field(
+        default_factory=list,
+        metadata=help_text(
+            "Glob patterns (relative to a source folder) of files to use; empty: all."
+        ),
+    )
+    max_files: int = field(
+        default=0, metadata=help_text("Use at most this many documents (sorted by path); 0: all.")
+    )
+    chunk_tokens: int = field(default=200, metadata=help_text("Passage length in tokens."))
+    overlap_tokens: int = field(
+        default=0, metadata=help_text("Overlap between passages in tokens.")
+    )
+    tokenizer: str = field(
+        default="",
+        metadata=help_text(
+            "GGUF whose tokenizer counts tokens for chunking; empty: the app's approximate counter."
+        ),
+    )
+    min_chars: int = field(
+        default=80, metadata=help_text("Passages shorter than this are dropped.")
+    )
+    heldout_fraction: float = field(
+        default=0.1, metadata=help_text("Share of documents held out for evaluation (by document).")
+    )
+    queries: list[str] = field(
+        default_factory=lambda: ["heading", "cloze"],
+        metadata=help_text(
+            "Pseudo-query kinds: heading (a section title for its passages), cloze (a sentence "
+            "for its passage, removed from it), llm (questions written by a chat GGUF)."
+        ),
+    )
+    cloze_keep: float = field(
+        default=0.0,
+        metadata=help_text("Probability that a cloze sentence stays in its passage."),
+    )
+    max_queries_per_document: int = field(
+        default=0, metadata=help_text("Cap on pseudo-queries per document; 0: no cap.")
+    )
+    llm_model: str = field(
+        default="",
+        metadata=help_text("Chat GGUF for 'llm' questions (e.g. SmolLM2-135M-Instruct)."),
+    )
+    llm_max_questions: int = field(
+        default=200, metadata=help_text("At most this many LLM questions in all.")
+    )
+    negatives: int = field(
+        default=8,
+        metadata=help_text("Hard negatives mined per query (BM25 top-ranked non-positives)."),
+    )
+    miner: str = field(
+        default="bm25", metadata=help_text(f"How negatives are mined: one of {', '.join(MINERS)}.")
+    )
+    seed: int = field(default=0, metadata=help_text("Seed for the split and the cloze sentences."))
+
+    def __post_init__(self) -> None:
+        check(self.max_files >= 0, f"build.max_files={self.max_files}: use 0 (all) or more")
+        check(self.chunk_tokens >= 16, f"build.chunk_tokens={self.chunk_tokens}: use 16 or more")
+        check(
+            0 <= self.overlap_tokens <= self.chunk_tokens // 2,
+            f"build.overlap_tokens={self.overlap_tokens}: use 0 <= overlap <= chunk_tokens / 2",
+        )
+        check(
+            0.0 < self.heldout_fraction < 1.0,
+            f"build.heldout_fraction={self.heldout_fraction}: use a share in (0, 1), e.g. 0.1",
+        )
+        check(bool(self.queries), f"build.queries is empty: use some of {QUERY_KINDS}")
+        for kind in self.queries:
+            check(
+                kind in QUERY_KINDS,
+                f"build.queries has {kind!r}: use some of {', '.join(QUERY_KINDS)}",
+            )
+        check(
+            "llm" not in self.queries or bool(self.llm_model),
+            "build.queries has 'llm' but build.llm_model is empty: give a chat GGUF",
+        )
+        check(0.0 <= self.cloze_keep <= 1.0, f"build.cloze_keep={self.cloze_keep}: use 0..1")
+        check(self.negatives >= 0, f"build.negatives={self.negatives}: must be >= 0")
+        check(self.miner in MINERS, f"build.miner={self.miner!r}: use one of {', '.join(MINERS)}")
+
+
+@dataclass
+class DataConfig:
+    """Where the training and held-out sets are, and how to build them when missing."""
+
+    dir: str = field(
+        default="build/data/tiny",
+        metadata=help_text(
+            "Dataset folder written by `python -m training.data from-folder` (train/ and "
+            "heldout/); built from data.build.sources when it does not exist yet."
+        ),
+    )
+    train: str = field(
+        default="",
+        metadata=help_text(
+            "Instead of dir/train: a BEIR folder (qrels/train.tsv) or a pairs/triplets JSONL."
+        ),
+    )
+    heldout: str = field(
+        default="", metadata=help_text("Instead of dir/heldout: a BEIR folder for evaluation.")
+    )
+    heldout_split: str = field(
+        default="test", metadata=help_text("Which qrels/<split>.tsv of the held-out folder to use.")
+    )
+    build: BuildConfig = field(default_factory=BuildConfig)
+
+    def __post_init__(self) -> None:
+        check(
+            bool(self.dir or self.train),
+            "data.dir and data.train are both empty: give a dataset folder",
+        )
+
+    @property
+    def train_path(self) -> Path:
+        """The training set: ``train`` when given, else ``dir/train``."""
+        return Path(self.train) if self.train else Path(self.dir) / "train"
+
+    @property
+    def heldout_path(self) -> Path:
+        """The held-out BEIR folder: ``heldout`` when given, else ``dir/heldout``."""
+        return Path(self.heldout) if self.heldout else Path(self.dir) / "heldout"

@@ -1,0 +1,169 @@
+"""What a training script sets up around its loop, for SFT and RL alike.
+
+Mixed precision, LoRA adapters, the frozen reference model, AdamW and its
+learning-rate schedule, the command-line entry: one definition each, so the two
+stages cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from sr3desk.errors import Sr3Error
+from training.config import LoraConfig, ModelConfig, OptimConfig, load_config
+
+log = logging.getLogger(__name__)
+
+C = TypeVar("C")
+
+
+def run_from_command_line(
+    stage: str,
+    config_cls: type[C],
+    argv: Sequence[str] | None,
+    train: Callable[[C], Path],
+    description: str,
+) -> int:
+    """``python -m training.<stage>``: parse the config, train, print the final folder.
+
+    Returns the exit status; a user-facing error is one ``training.<stage>: error:``
+    line on stderr.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        cfg = load_config(
+            config_cls, argv, prog=f"python -m training.{stage}", description=description
+        )
+        final = train(cfg)
+    except Sr3Error as exc:
+        sys.stderr.write(f"training.{stage}: error: {exc}\n")
+        return exc.exit_code
+    sys.stdout.write(f"{final}\n")
+    return 0
+
+
+def mixed_precision(precision: str) -> str:
+    """accelerate's mixed_precision for ``train.precision`` on this machine."""
+    if precision == "auto":
+        cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return "bf16" if cuda_bf16 else "no"
+    return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
+
+
+def add_lora(model: nn.Module, lora: LoraConfig, token_id: int) -> Any:
+    """Wrap ``model`` in new LoRA adapters (peft) as ``lora.*`` asks; returns the peft model.
+
+    With ``lora.train_embed_token`` the ``<|embed_token|>`` rows of the input and
+    (when not tied) output embeddings are trained too: the token is new, so its
+    rows carry no meaning yet.
+    """
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    hf: Any = model
+    trainable_tokens = None
+    if lora.train_embed_token:
+        inputs = hf.get_input_embeddings()
+        trainable_tokens = {_module_name(model, inputs): [token_id]}
+        outputs = hf.get_output_embeddings()
+        if outputs is not None and outputs.weight is not inputs.weight:
+            trainable_tokens[_module_name(model, outputs)] = [token_id]
+    return get_peft_model(
+        hf,
+        PeftLoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=list(lora.target_modules),
+            trainable_token_indices=trainable_tokens,
+            task_type="CAUSAL_LM",
+        ),
+    )
+
+
+def frozen_copy(model: nn.Module, bf16: bool) -> nn.Module:
+    """A frozen copy of ``model`` in eval mode: the reference for KL (bf16: half the memory)."""
+    ref = copy.deepcopy(model).requires_grad_(False).eval()
+    if bf16:
+        ref.to(torch.bfloat16)  # only read, never trained
+    return ref
+
+
+def gradient_checkpointing(hf_model: Any, model_cfg: ModelConfig, generates: bool) -> None:
+    """Turn on activation recomputation when ``model.gradient_checkpointing`` asks for it.
+
+    A model that ``generates`` (RL) keeps its KV cache for ``generate()``.
+    """
+    if model_cfg.gradient_checkpointing:
+        hf_model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+        if not generates:
+            hf_model.config.use_cache = False
+
+
+def make_optimizer(
+    trainable: list[nn.Parameter], optim: OptimConfig, lr: float, fused: bool = True
+) -> torch.optim.AdamW:
+    """AdamW over ``trainable`` with ``optim.*``'s betas; decay only matrices (not norms, biases).
+
+    The fused kernel is several times faster; sharded (FSDP) parameters need
+    ``fused=False``.
+    """
+    return torch.optim.AdamW(
+        [
+            {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": optim.weight_decay},
+            {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
+        ],
+        lr=lr,
+        betas=(optim.beta1, optim.beta2),
+        fused=fused,
+    )
+
+
+def lr_factor(
+    step: int, warmup: int, total: int, schedule: str = "constant", min_ratio: float = 0.0
+) -> float:
+    """Multiplier of the peak lr at ``step``: linear warm-up, then the chosen decay.
+
+    >>> [lr_factor(s, 2, 10) for s in (0, 1, 5)]
+    [0.5, 1.0, 1.0]
+    >>> lr_factor(10, 0, 10, "linear", 0.1)
+    0.1
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    span = max(total - warmup, 1)
+    done = min((step - warmup) / span, 1.0)
+    shape = 1.0 - done if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * done))
+    return min_ratio + (1.0 - min_ratio) * shape
+
+
+def log_parameters(net: nn.Module, trainable: list[nn.Parameter], lora: bool, what: str) -> None:
+    """Log the model's size and how much of it trains."""
+    log.info(
+        "model: %s, %.1fM parameters, %.2fM trained (%s)",
+        what,
+        sum(p.numel() for p in net.parameters()) / 1e6,
+        sum(p.numel() for p in trainable) / 1e6,
+        "LoRA" if lora else "full",
+    )
+
+
+def _module_name(model: nn.Module, module: nn.Module) -> str:
+    """The attribute name of ``module`` inside ``model`` (e.g. embed_tokens, lm_head)."""
+    for name, mod in model.named_modules():
+        if mod is module:
+            return name.rsplit(".", 1)[-1]
+    raise ValueError("module not found in the model")
