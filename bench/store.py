@@ -4,7 +4,8 @@
    vectors are null (pending), versus the same rows all embedded.
 2. full-text refresh: keyword query latency with N rows outside the FTS index,
    and the time ``optimize`` takes to fold them in.
-3. ANN threshold: flat search latency versus an IVF_PQ index by table size.
+3. ANN threshold: flat search latency versus the ANN index by table size
+   (bench/search.py --ann-kinds compares the index kinds).
 4. compaction: disk use after many small commits with and without periodic optimize.
 5. merge_insert cost: writing vectors into existing rows, and replacing files' chunks.
 
@@ -184,8 +185,8 @@ def bench_nulls(tmp: Path, dim: int, size: int) -> None:
         )
         store.close()
     _table(
-        f"1. null vectors (dim {dim}): flat search skips pending rows, IVF_PQ trains on the rest",
-        ["embedded", "rows", "flat p50 ms", "flat p95 ms", "hits", "ivfpq build s", "ivf p50 ms"],
+        f"1. pending vectors (dim {dim}): flat search and the ANN index see the embedded rows",
+        ["embedded", "rows", "flat p50 ms", "flat p95 ms", "hits", "ann build s", "ann p50 ms"],
         rows,
     )
 
@@ -248,7 +249,7 @@ def bench_ann(tmp: Path, dim: int, sizes: list[int]) -> None:
         shutil.rmtree(tmp / f"ann{size}", ignore_errors=True)
     _table(
         f"3. ANN threshold (dim {dim}, random unit vectors, k=10)",
-        ["rows", "flat p50", "flat p95", "ivfpq build s", "ivf p50", "ivf p95", "recall"],
+        ["rows", "flat p50", "flat p95", "ann build s", "ann p50", "ann p95", "recall"],
         rows,
     )
 
@@ -258,7 +259,7 @@ def _du(path: Path) -> float:
 
 
 def bench_compaction(tmp: Path, dim: int, commits: int) -> None:
-    import sr3desk.index.store as store_mod
+    from sr3desk.index import maintenance as store_mod
 
     rows = []
     for label, every in (("never", 10**9), ("every 20 commits", 20)):

@@ -95,7 +95,9 @@ def remember(home: Path, paths: Sequence[str], exclude: Sequence[str]) -> Settin
     return settings
 
 
-def open_index_session(args: argparse.Namespace, paths: Sequence[str]) -> IndexSession:
+def open_index_session(
+    args: argparse.Namespace, paths: Sequence[str]
+) -> contextlib.AbstractContextManager[IndexSession]:
     """Open the index session ``index`` and ``watch`` run: the paths and globs
     remembered in the settings, the model of ``--model`` (else ``$SR3DESK_MODEL``,
     else the settings') with the settings' threads and GPU layers, the options
@@ -204,29 +206,19 @@ def _duration(seconds: float | None) -> str:
 
 
 class ProgressBar:
-    """Draws one self-updating line of progress on a terminal stream."""
+    """Draws the indexer's progress as one self-updating line on a terminal stream."""
 
     WIDTH = 24
 
     def __init__(self, stream: IO[str]) -> None:
+        from sr3desk.cli.terminal import TerminalLine
         from sr3desk.index.progress import Throttle
 
-        self.stream = stream
-        self._shown = False
-        self._paced = Throttle(self._draw)
+        self.line = TerminalLine(stream)
+        self._paced = Throttle(lambda p: self.line.draw(self.render(p)))
 
     def __call__(self, p: Progress) -> None:
         self._paced(p)
-
-    def _draw(self, p: Progress) -> None:
-        line = self.render(p)
-        try:
-            columns = os.get_terminal_size(self.stream.fileno()).columns
-        except (OSError, ValueError):
-            columns = 100
-        self.stream.write("\r" + line[: columns - 1].ljust(columns - 1))
-        self.stream.flush()
-        self._shown = True
 
     @classmethod
     def render(cls, p: Progress) -> str:
@@ -265,6 +257,4 @@ class ProgressBar:
 
     def clear(self) -> None:
         """Erase the line (before the summary is printed)."""
-        if self._shown:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
+        self.line.clear()

@@ -144,14 +144,15 @@ def _index_and_watch(
     model = ModelChoice(
         Path(cfg.model_path) if cfg.model_path else None, cfg.threads, cfg.gpu_layers
     )
-    session = open_session(
-        Path(cfg.home),
-        model,
-        cfg.index_options,
-        rebuild_roots=cfg.roots,
-        keyword_fallback=True,  # the window reports the model's problem itself
+    session = stack.enter_context(
+        open_session(
+            Path(cfg.home),
+            model,
+            cfg.index_options,
+            rebuild_roots=cfg.roots,
+            keyword_fallback=True,  # the window reports the model's problem itself
+        )
     )
-    stack.callback(_closing, session.close)
     if quit_.is_set():
         return 0
     log.info("Indexing %s", ", ".join(cfg.roots))
@@ -179,17 +180,10 @@ def _index_and_watch(
         progress=Throttle(progress),
     )
     watcher.start()
-    stack.callback(_closing, watcher.stop)  # first: it calls the indexer
+    stack.callback(watcher.stop)  # closed first: it calls the indexer
     channel.send("watching")
     quit_.wait()
     return 0
-
-
-def _closing(close: Any) -> None:
-    try:
-        close()
-    except Exception:
-        log.exception("Closing the index session failed")
 
 
 def main() -> int:

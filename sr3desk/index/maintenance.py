@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sr3desk.index.connection import Connection
-from sr3desk.index.generations import LAYOUT, Generation, Pointer
+from sr3desk.index.generations import LAYOUT, LAYOUT_SPLIT, Generation, Pointer
 from sr3desk.index.reads import has_vector_index, rows_by_id
 from sr3desk.index.tables import (
     HIT_COLUMNS,
@@ -259,6 +259,16 @@ def upgrade_layout(
     conn.drop(gen.vectors_table)
     log.info("Upgraded the index layout of %s", gen.key)
     return new
+
+
+def drop_retired(conn: Connection, pointer: Pointer) -> None:
+    """Drop the tables of generations retired longer ago than their grace time."""
+    due = pointer.due_for_drop()
+    for gen in due:
+        for name in (*gen.table_names(), gen.vectors_table_of(LAYOUT_SPLIT)):
+            conn.drop(name)
+        log.info("Dropped the retired index generation %s", gen.key)
+    pointer.forget([gen.key for gen in due])
 
 
 def drop_debris(conn: Connection, pointer: Pointer) -> list[str]:

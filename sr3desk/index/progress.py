@@ -9,12 +9,15 @@ are paced.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from sr3desk.index.types import PHASE_DONE, PHASE_EXTRACT, PHASE_SCAN, Progress
+
+log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[Progress], None]
 
@@ -34,6 +37,8 @@ class Throttle:
     def __call__(self, p: Progress) -> None:
         now = time.monotonic()
         key = (p.phase, p.paused)
+        if key != self._key:
+            log.debug("Index phase %s%s", p.phase, " (paused)" if p.paused else "")
         if key != self._key or now - self._last >= self._interval or p.phase == PHASE_DONE:
             self._key, self._last = key, now
             self._emit(p)

@@ -13,8 +13,11 @@ upgrades it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,12 +38,19 @@ from sr3desk.index.tables import (
     sql_in,
     sql_str,
 )
-from sr3desk.index.types import STATUS_INDEXED, STATUS_SKIPPED, ChunkHit, FileRecord, Filters
+from sr3desk.index.types import (
+    STATUS_INDEXED,
+    STATUS_SKIPPED,
+    ChunkHit,
+    FileRecord,
+    Filters,
+    IndexStatus,
+)
 
 # How the ANN index (maintenance.ann_config) is searched; bench/search.py
 # --ann-kinds measures the choice (recall@10 against exact search beside the
 # latency of each setting).
-ANN_NPROBES = 8  # partitions searched
+ANN_NPROBES = 4  # partitions searched
 ANN_REFINE: int | None = 1  # re-rank the k found with exact distances: scores stay true cosines
 SPLIT_LAYOUT_ANN = (24, 4)  # (nprobes, refine) of the IVF_PQ index of a layout-1 index
 
@@ -234,6 +244,34 @@ def counts(conn: Connection, gen: Generation) -> dict[str, Any]:
         stamps = files.search().select(["indexed_at"]).limit(None).to_arrow()
         out["last_indexed"] = pc.max(stamps["indexed_at"]).as_py()
     return out
+
+
+def index_status(conn: Connection, gen: Generation, building: Generation | None) -> IndexStatus:
+    """Counts, the served model and the skipped files of ``gen``, and the progress
+    of the ``building`` generation (``folders`` and ``disk_bytes`` left to the caller)."""
+    got = counts(conn, gen)
+    out = IndexStatus(files=got["files"], chunks=got["chunks"], skipped=got["skipped"])
+    out.last_indexed = got["last_indexed"]
+    if gen.dim is not None:
+        out.embedded = min(out.chunks, got["embedded"])
+        out.pending = out.chunks - out.embedded
+        out.model, out.model_name = gen.model_id, gen.model_name
+        out.model_path, out.dim = gen.model_path, gen.dim
+    if building is not None:
+        new = counts(conn, building)
+        out.building = building.model_id
+        out.building_chunks, out.building_embedded = new["chunks"], new["embedded"]
+    return out
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes of the files under ``path``."""
+    total = 0
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
 
 
 def embedded_fraction(conn: Connection, gen: Generation) -> float:

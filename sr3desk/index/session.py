@@ -9,11 +9,10 @@ to :class:`~sr3desk.index.types.IndexOptions`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from contextlib import ExitStack
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
 from sr3desk.errors import Sr3Error
@@ -67,37 +66,21 @@ class ModelChoice:
     gpu_layers: int = 0
 
 
+@dataclass(frozen=True)
 class IndexSession:
-    """A writer store, the embedder (or None) and an indexer over them; close it
-    (or use ``with``) to release all three in the right order."""
+    """A writer store, the embedder (None: keyword only) and an indexer over them."""
 
-    def __init__(self, store: Store, embedder: Embedder | None, indexer: Indexer, stack: ExitStack):
-        self.store = store
-        self.embedder = embedder
-        self.indexer = indexer
-        self._stack = stack
+    store: Store
+    embedder: Embedder | None
+    indexer: Indexer
 
     @property
     def keyword_only(self) -> bool:
         """True when no model is loaded: chunks wait for one."""
         return self.embedder is None
 
-    def close(self) -> None:
-        """Stop the indexer's worker, free the model, release the store's lock."""
-        self._stack.close()
 
-    def __enter__(self) -> IndexSession:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
+@contextmanager
 def open_session(
     home: Path,
     model: ModelChoice,
@@ -105,8 +88,9 @@ def open_session(
     *,
     rebuild_roots: Sequence[str] = (),
     keyword_fallback: bool = False,
-) -> IndexSession:
-    """Open the index in ``home`` for writing with ``model`` and return the session.
+) -> Iterator[IndexSession]:
+    """Open the index in ``home`` for writing with ``model``; yields the session
+    and closes it (indexer, model, then the store's lock) on leaving.
 
     ``rebuild_roots``: the folders to read as well when a model change builds a
     new generation. ``keyword_fallback``: a model that cannot be loaded is
@@ -126,8 +110,7 @@ def open_session(
         indexer = stack.enter_context(
             Indexer(store, embedder, options, rebuild_roots=rebuild_roots)
         )
-        return IndexSession(store, embedder, indexer, stack.pop_all())
-    raise AssertionError("unreachable")  # for mypy: the with block returns
+        yield IndexSession(store, embedder, indexer)
 
 
 def _inspect(model: ModelChoice, keyword_fallback: bool) -> ModelInfo | None:

@@ -20,7 +20,6 @@ the pointer file's stat.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -110,19 +109,11 @@ class Store:
         elif self.model is not None and gen.model_path != str(self.model.path):
             gen.model_path = str(self.model.path)  # the file moved
             pointer.save()
-        self._drop_retired(conn)
+        maintenance.drop_retired(conn, pointer)
         maintenance.drop_debris(conn, pointer)
         maintenance.ensure_tables(conn, gen)
         self._writer = GenerationWriter(conn, gen)
         self.repaired = maintenance.reconcile(self._writer)
-
-    def _drop_retired(self, conn: Connection) -> None:
-        due = self._pointer.due_for_drop()
-        for gen in due:
-            for name in (*gen.table_names(), gen.vectors_table_of(1)):
-                conn.drop(name)
-            log.info("Dropped the retired index generation %s", gen.key)
-        self._pointer.forget([gen.key for gen in due])
 
     # -- generations -------------------------------------------------------------
 
@@ -283,23 +274,10 @@ class Store:
         """
 
         def run(conn: Connection, gen: Generation) -> IndexStatus:
-            got = reads.counts(conn, gen)
-            out = IndexStatus(files=got["files"], chunks=got["chunks"], skipped=got["skipped"])
-            out.last_indexed = got["last_indexed"]
-            if gen.dim is not None:
-                out.embedded = min(out.chunks, got["embedded"])
-                out.pending = out.chunks - out.embedded
-                out.model, out.model_name = gen.model_id, gen.model_name
-                out.model_path, out.dim = gen.model_path, gen.dim
-            building = self._pointer.building
-            if building is not None:
-                new = reads.counts(conn, building)
-                out.building = building.model_id
-                out.building_chunks, out.building_embedded = new["chunks"], new["embedded"]
-            return out
+            return reads.index_status(conn, gen, self._pointer.building)
 
         status = self._read(run, IndexStatus())
-        status.disk_bytes = _disk_usage(self.dir)
+        status.disk_bytes = reads.disk_usage(self.dir)
         return status
 
     def embedded_fraction(self) -> float:
@@ -431,12 +409,3 @@ class Store:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _disk_usage(path: Path) -> int:
-    total = 0
-    for root, _dirs, names in os.walk(path):
-        for name in names:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_size
-    return total
