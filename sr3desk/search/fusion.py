@@ -28,7 +28,7 @@ flat, and min-max scaling keeps that difference where RRF does not. So with
 scores a misjudged weight costs far less.
 
 The weights carry how much a retriever deserves to be trusted (see
-:mod:`sr3desk.search.quality`). With the vector weight at 0 either fusion
+:mod:`sr3desk.search.calibration`). With the vector weight at 0 either fusion
 returns every file the full-text list found in exactly the full-text order;
 files only the vectors found follow, in vector order, so they can fill a short
 list but never push a keyword hit down.

@@ -3,7 +3,7 @@
 Hybrid search (the default) asks the full-text index and the vector index for
 passages, over-fetching so that grouping by file still leaves ``k`` files, fuses
 the two lists at file level (:mod:`sr3desk.search.fusion`) with the vector
-side weighted by the model's measured quality (:mod:`sr3desk.search.quality`),
+side weighted by the model's measured quality (:mod:`sr3desk.search.calibration`),
 and cuts a highlighted snippet from each file's best passages.
 
 Keyword search covers every indexed passage; vector search covers the passages
@@ -25,15 +25,7 @@ from typing import TYPE_CHECKING
 
 from sr3desk.errors import ModelRequiredError
 from sr3desk.index.types import ChunkHit
-from sr3desk.search.fusion import (
-    FileGroup,
-    Ranking,
-    ScoredChunk,
-    file_ranks,
-    group_hits,
-    score_fuse,
-)
-from sr3desk.search.quality import (
+from sr3desk.search.calibration import (
     CACHE_FILE,
     DEFAULT_QUERIES,
     SOURCE_EVAL,
@@ -43,6 +35,14 @@ from sr3desk.search.quality import (
     calibrate,
     from_eval,
     stale,
+)
+from sr3desk.search.fusion import (
+    FileGroup,
+    Ranking,
+    ScoredChunk,
+    file_ranks,
+    group_hits,
+    score_fuse,
 )
 from sr3desk.search.snippets import DEFAULT_WIDTH, make_snippet
 from sr3desk.search.text import ParsedQuery, parse_query

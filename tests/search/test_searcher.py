@@ -13,7 +13,7 @@ from sr3desk.errors import ModelRequiredError
 from sr3desk.index.store import Store
 from sr3desk.index.types import Filters
 from sr3desk.search import Mode, Searcher, SearchRequest
-from sr3desk.search.quality import (
+from sr3desk.search.calibration import (
     CACHE_FILE,
     SOURCE_CALIBRATION,
     SOURCE_EVAL,

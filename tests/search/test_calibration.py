@@ -5,8 +5,7 @@ from pathlib import Path
 import pytest
 from searchhits import ranked
 
-from sr3desk.search.fusion import rrf_fuse
-from sr3desk.search.quality import (
+from sr3desk.search.calibration import (
     MIN_QUERIES,
     SOURCE_CALIBRATION,
     SOURCE_EVAL,
@@ -21,6 +20,7 @@ from sr3desk.search.quality import (
     weight_from_run,
     weight_from_scores,
 )
+from sr3desk.search.fusion import rrf_fuse
 
 
 def test_mapping_endpoints_and_monotone() -> None:
