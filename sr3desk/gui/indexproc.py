@@ -7,13 +7,16 @@ into Qt signals. The protocol is described in :mod:`sr3desk.index.child`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import os
 import sys
+import tempfile
 from typing import Any
 
-from PySide6.QtCore import QObject, QProcess, Signal, Slot
+from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal, Slot
 
 from sr3desk.errors import Sr3Error
 from sr3desk.index.child import (
@@ -22,6 +25,7 @@ from sr3desk.index.child import (
     progress_from_json,
     summary_from_json,
 )
+from sr3desk.model.crash import NOTE_ENV, crash_message, read_note
 
 __all__ = ["IndexProcess", "SessionConfig", "options_dict"]
 
@@ -56,6 +60,13 @@ class IndexProcess(QObject):
         self.proc = QProcess(self)
         self.proc.setProgram(sys.executable)
         self.proc.setArguments(["-m", CHILD_MODULE])
+        # The child notes each model it loads here, so that a crash inside llama.cpp
+        # can be reported with the model's name (sr3desk.model.crash).
+        fd, self._crash_note = tempfile.mkstemp(prefix="sr3desk-indexer-", suffix=".txt")
+        os.close(fd)
+        env = QProcessEnvironment.systemEnvironment()
+        env.insert(NOTE_ENV, self._crash_note)
+        self.proc.setProcessEnvironment(env)
         # The child's log lines go where ours go (the terminal).
         self.proc.setProcessChannelMode(QProcess.ProcessChannelMode.ForwardedErrorChannel)
         self.proc.readyReadStandardOutput.connect(self._read)
@@ -139,7 +150,11 @@ class IndexProcess(QObject):
     def _exited(self, code: int, status: QProcess.ExitStatus) -> None:
         self._read()
         if status == QProcess.ExitStatus.CrashExit and not self.stopping:
-            self.failed.emit(RuntimeError(f"the indexer stopped unexpectedly (exit code {code})"))
+            # On a crash Qt's exit code is the signal that ended the child.
+            model = read_note(self._crash_note)
+            self.failed.emit(Sr3Error(crash_message(code, model, "Indexing")))
+        with contextlib.suppress(OSError):
+            os.unlink(self._crash_note)
         self.watching.emit(False)
         self.ended.emit()
 
