@@ -62,6 +62,26 @@ BLOCK = 1  # passages per turn between the runtime and the bare loop
 RATIO_LIMIT = 0.95
 
 
+def models_and_passages(
+    models: Path, quants: Sequence[str], n: int
+) -> tuple[list[Path], list[str]]:
+    """The smollm2-sr3 GGUFs of ``quants`` in ``models`` and ``n`` real passages.
+
+    Exits with status 2 and a line saying what to run when either is missing.
+    """
+    ggufs = [models / f"smollm2-sr3.{q}.gguf" for q in quants]
+    for g in ggufs:
+        if not g.is_file():
+            sys.stderr.write(f"{g} is missing: run `make models`\n")
+            raise SystemExit(2)
+    with open_tokenizer(ggufs[0]) as tok:
+        texts = passages(tok, n)
+    if not texts:
+        sys.stderr.write(f"no passages in {SOURCES}: install python3.11-doc (`make testdata`)\n")
+        raise SystemExit(2)
+    return ggufs, texts
+
+
 def passages(tok: LlamaTokenizer, n: int, target: int = TARGET_TOKENS) -> list[str]:
     """``n`` passages of about ``target`` tokens: consecutive paragraphs of one file
     packed together (a paragraph longer than ``target`` is cut)."""
@@ -278,13 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # results as they come
 
-    ggufs = [args.models / f"smollm2-sr3.{q}.gguf" for q in args.quants]
-    for g in ggufs:
-        if not g.is_file():
-            sys.stderr.write(f"{g} is missing: run `make models`\n")
-            return 2
-    with open_tokenizer(ggufs[0]) as tok:
-        texts = passages(tok, args.passages)
+    ggufs, texts = models_and_passages(args.models, args.quants, args.passages)
     queries = titles(args.queries)
     print(f"{len(texts)} passages from {SOURCES}, {len(queries)} queries")
 

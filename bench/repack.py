@@ -24,12 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.embed import Timing, passages  # noqa: E402
+from bench.embed import Timing, models_and_passages  # noqa: E402
 from sr3desk.model.cpufeatures import cpu_flags, has_amx  # noqa: E402
 from sr3desk.model.crash import REPACK_ENV  # noqa: E402
 from sr3desk.model.native import REPACK_BY_DEFAULT  # noqa: E402
 from sr3desk.model.runtime import LlamaEmbedder, open_embedder  # noqa: E402
-from sr3desk.model.tokenizer import open_tokenizer  # noqa: E402
 
 BLOCK = 4  # passages per turn
 
@@ -72,16 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if has_amx():
         print("this CPU has AMX: the repack/AMX buffers crash here, so only 'off' is safe")
         return 0
-    ggufs = [args.models / f"smollm2-sr3.{q}.gguf" for q in args.quants]
-    for g in ggufs:
-        if not g.is_file():
-            sys.stderr.write(f"{g} is missing: run `make models`\n")
-            return 2
-    with open_tokenizer(ggufs[0]) as tok:
-        texts = passages(tok, args.passages)
-    if not texts:
-        sys.stderr.write("no passages: install python3.11-doc (`make testdata`)\n")
-        return 2
+    ggufs, texts = models_and_passages(args.models, args.quants, args.passages)
     print(f"CPU flags: {' '.join(sorted(cpu_flags()))}")
     print(f"{'model':<26} {'tokens':>7} {'off tok/s':>10} {'on tok/s':>9} {'on/off':>7}")
     faster_on = []
