@@ -37,6 +37,7 @@ from sr3desk.index.tables import (
     records,
     sql_in,
     sql_str,
+    table_hits,
 )
 from sr3desk.index.types import (
     STATUS_INDEXED,
@@ -100,8 +101,7 @@ def vector_search(
     if where:
         query = query.where(where, prefilter=True)
     if gen.layout != LAYOUT_SPLIT:
-        found = query.select([*HIT_COLUMNS, "_distance"]).to_arrow()
-        return hits(found.to_pylist(), _scores(found))
+        return table_hits(query.select([*HIT_COLUMNS, "_distance"]).to_arrow(), "_distance")
     if not with_text:
         found = query.select([*LIGHT_COLUMNS, "_distance"]).to_arrow()
         return light_hits(found.select(LIGHT_COLUMNS).to_pylist(), _scores(found))
@@ -122,8 +122,7 @@ def keyword_search(
     where = filters_sql(filters)
     if where:
         query = query.where(where, prefilter=True)
-    found = query.select([*HIT_COLUMNS, "_score"]).to_arrow()
-    return hits(found.to_pylist(), found["_score"].to_pylist())
+    return table_hits(query.select([*HIT_COLUMNS, "_score"]).to_arrow(), "_score")
 
 
 def rows_by_id(table: Any, ids: Sequence[str], columns: list[str]) -> pa.Table:

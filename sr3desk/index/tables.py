@@ -363,6 +363,51 @@ def hits(rows: Sequence[dict[str, Any]], scores: Sequence[float] | None = None) 
     return out
 
 
+def table_hits(found: pa.Table, score_column: str) -> list[ChunkHit]:
+    """A search's result (HIT_COLUMNS and ``score_column``) as ChunkHits, ranked in
+    its order; ``_distance`` (cosine distance) becomes a cosine score. Read by
+    column: a search returns its rows in one table, and per-row dicts cost more
+    than the read on this path."""
+    cols = found.select([*HIT_COLUMNS, score_column]).to_pydict()
+    raw = cols[score_column]
+    scores = [1.0 - float(d) for d in raw] if score_column == "_distance" else raw
+    return [
+        ChunkHit(
+            chunk_id=cid,
+            file_id=fid,
+            path=path,
+            ext=ext or "",
+            mtime=float(mtime or 0.0),
+            size=int(size or 0),
+            page=page,
+            start=int(start or 0),
+            end=int(end or 0),
+            heading=heading or "",
+            text=text or "",
+            score=float(score),
+            rank=rank,
+            ordinal=int(ordinal or 0),
+            folder=folder or "",
+        )
+        for rank, (
+            cid,
+            fid,
+            ordinal,
+            path,
+            folder,
+            ext,
+            mtime,
+            size,
+            page,
+            start,
+            end,
+            heading,
+            text,
+            score,
+        ) in enumerate(zip(*(cols[c] for c in HIT_COLUMNS), scores, strict=True))
+    ]
+
+
 def light_hits(rows: Sequence[dict[str, Any]], scores: Sequence[float]) -> list[ChunkHit]:
     """Rows with only LIGHT_COLUMNS (dicts) as partial ChunkHits, ranked in the given
     order: the passage's own columns are left empty until ``Store.complete_hits``."""
