@@ -1,4 +1,4 @@
-"""The four parts of the Search-R3 SFT loss, each a small module.
+"""The four parts of the Search-R3 SFT loss, and a teacher's distillation, each a small module.
 
 Shapes use B = queries in the batch, N = candidate documents, K = hard negatives
 per query, D = embedding size, M = response tokens in the batch, V = vocabulary.
@@ -112,6 +112,54 @@ class TripletMarginLoss(nn.Module):
         return F.relu(self.margin - pos + neg).mean()
 
 
+class ListwiseDistillationLoss(nn.Module):
+    """KL(teacher || student) between score distributions over each query's candidates.
+
+    The teacher (a different model, another embedding width) gave a score per
+    (query, candidate); the student's scores are its cosines. Each side becomes a
+    softmax over the same candidates (the batch's positives and hard negatives) at its
+    own temperature, and the student is pulled toward the teacher's whole ranking, not
+    only its top pick. Only scores are compared, so no projection head is needed.
+    """
+
+    def __init__(self, student_temperature: float = 0.05, teacher_temperature: float = 0.05):
+        super().__init__()
+        for name, value in (("student", student_temperature), ("teacher", teacher_temperature)):
+            if value <= 0:
+                raise ValueError(f"{name} temperature={value}: must be positive")
+        self.student_temperature = student_temperature
+        self.teacher_temperature = teacher_temperature
+
+    def forward(
+        self,
+        queries: Tensor,
+        documents: Tensor,
+        teacher_scores: Tensor,
+        ignore: Tensor | None = None,
+    ) -> Tensor:
+        """Mean over queries of sum_j p_t(j) * (log p_t(j) - log p_s(j)).
+
+        queries: (B, D) student query embeddings; documents: (N, D) student candidates.
+        teacher_scores: (B, N) the teacher's scores (cosines) of the same pairs, no grad.
+        ignore: (B, N) bool, candidates left out of both distributions for that query
+            (another passage relevant to it); at least one candidate per row must stay.
+        Returns a scalar, 0 when the two distributions agree.
+        """
+        q = F.normalize(queries.float(), dim=-1)  # (B, D)
+        d = F.normalize(documents.float(), dim=-1)  # (N, D)
+        student = q @ d.T / self.student_temperature  # (B, N)
+        teacher = teacher_scores.float().detach() / self.teacher_temperature  # (B, N)
+        if ignore is not None:
+            student = student.masked_fill(ignore, float("-inf"))
+            teacher = teacher.masked_fill(ignore, float("-inf"))
+        log_ps = F.log_softmax(student, dim=-1)  # (B, N)
+        log_pt = F.log_softmax(teacher, dim=-1)  # (B, N)
+        terms = log_pt.exp() * (log_pt - log_ps)  # (B, N)
+        if ignore is not None:
+            terms = terms.masked_fill(ignore, 0.0)  # 0 * (-inf - -inf) would be nan
+        return terms.sum(dim=-1).mean()
+
+
 def hardest_in_batch(queries: Tensor, documents: Tensor, ignore: Tensor | None = None) -> Tensor:
     """Index of each query's most similar non-positive document in the batch.
 
@@ -129,6 +177,7 @@ def hardest_in_batch(queries: Tensor, documents: Tensor, ignore: Tensor | None =
 
 __all__ = [
     "InfoNCELoss",
+    "ListwiseDistillationLoss",
     "ResponseKLLoss",
     "ResponseLMLoss",
     "TripletMarginLoss",

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from training.config import LossConfig
 from training.losses import (
     InfoNCELoss,
+    ListwiseDistillationLoss,
     ResponseKLLoss,
     ResponseLMLoss,
     TripletMarginLoss,
@@ -101,6 +102,7 @@ class LossParts:
     kl: Tensor
     infonce: Tensor
     triplet: Tensor
+    distill: Tensor
 
     def floats(self) -> dict[str, float]:
         """Detached values for logging."""
@@ -110,6 +112,7 @@ class LossParts:
             "kl": float(self.kl.detach()),
             "infonce": float(self.infonce.detach()),
             "triplet": float(self.triplet.detach()),
+            "distill": float(self.distill.detach()),
         }
 
 
@@ -124,7 +127,7 @@ def no_gather(x: Tensor) -> tuple[Tensor, int]:
 
 
 class SFTObjective:
-    """LM + KL + InfoNCE + triplet, weighted as in :class:`LossConfig`."""
+    """LM + KL + InfoNCE + triplet (+ distillation), weighted as in :class:`LossConfig`."""
 
     def __init__(self, cfg: LossConfig) -> None:
         self.cfg = cfg
@@ -132,6 +135,7 @@ class SFTObjective:
         self.kl = ResponseKLLoss()
         self.infonce = InfoNCELoss(cfg.temperature)
         self.triplet = TripletMarginLoss(cfg.margin)
+        self.distill = ListwiseDistillationLoss(cfg.distill_temperature, cfg.teacher_temperature)
 
     def __call__(
         self,
@@ -141,6 +145,7 @@ class SFTObjective:
         negatives_per_query: int,
         ref_query_logits: Tensor | None = None,
         gather: Gather = no_gather,
+        teacher_scores: Tensor | None = None,
     ) -> LossParts:
         """The loss of one micro-batch.
 
@@ -150,6 +155,9 @@ class SFTObjective:
         itself when it reasons.
         ignore: (B, B + B*K) bool, documents that are relevant but not the positive.
         ref_query_logits: (L, R, V) of the frozen base for the same query rows (None: no KL).
+        teacher_scores: (B, B + B*K) the teacher's cosines of the same pairs (None: no
+            distillation). Distillation uses this process's candidates only: the
+            teacher scored those.
         """
         b = queries.embeddings.shape[0]
         zero = queries.embeddings.new_zeros(())
@@ -177,13 +185,21 @@ class SFTObjective:
                 hardest = hardest_in_batch(q, d[:b], ignore[:, :b])  # (B,)
                 negs = d[:b][hardest].unsqueeze(1)  # (B, 1, D)
             triplet = self.triplet(q, d[:b], negs)
+        distill = zero
+        if self.cfg.distill > 0:
+            if teacher_scores is None:
+                raise ValueError("loss.distill > 0 needs the teacher's scores of the batch")
+            distill = self.distill(q, d, teacher_scores, ignore)
         total = (
             self.cfg.lm * lm
             + self.cfg.kl * kl
             + self.cfg.infonce * infonce
             + self.cfg.triplet * triplet
+            + self.cfg.distill * distill
         )
-        return LossParts(total=total, lm=lm, kl=kl, infonce=infonce, triplet=triplet)
+        return LossParts(
+            total=total, lm=lm, kl=kl, infonce=infonce, triplet=triplet, distill=distill
+        )
 
 
 def gather_with_grad(x: Tensor) -> tuple[Tensor, int]:

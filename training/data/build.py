@@ -30,7 +30,20 @@ from typing import TYPE_CHECKING, Any
 
 from training.config import BuildConfig, ConfigError
 from training.data.beir import BeirSet, CorpusEntry, write_beir
-from training.data.mining import NEGATIVES, bm25_scorer, mine_negatives, write_negatives
+from training.data.filtering import teacher_filter
+from training.data.mining import (
+    NEGATIVES,
+    bm25_scorer,
+    mine_negatives,
+    teacher_scorer,
+    write_negatives,
+)
+from training.data.teacher_vectors import (
+    TEACHER_VECTORS,
+    TeacherVectors,
+    compute_teacher_vectors,
+    write_teacher_vectors,
+)
 from training.sources import iter_documents
 
 if TYPE_CHECKING:
@@ -273,13 +286,25 @@ def build_dataset(cfg: BuildConfig, out: str | Path) -> dict[str, Any]:
     n_llm = 0
     if "llm" in cfg.queries:
         n_llm = _add_llm_questions([train, heldout], cfg, ["q", "h"])
+    vectors: TeacherVectors | None = None
+    n_filtered = 0
+    if cfg.uses_teacher:
+        vectors = _teacher_vectors(train, cfg)
+        if cfg.teacher_filter_k:
+            n_filtered = len(teacher_filter(train, vectors, cfg.teacher_filter_k))
     write_beir(train, root / "train", "train")
     write_beir(heldout, root / "heldout", "test")
     negatives: dict[str, list[str]] = {}
     if cfg.negatives and cfg.miner == "bm25":
         texts = [p.full_text for p in train.corpus.values()]
         negatives = mine_negatives(train, cfg.negatives, bm25_scorer(texts))
+    elif cfg.negatives and cfg.miner == "teacher" and vectors is not None:
+        by_text = {train.queries[q]: q for q in train.judged_queries()}
+        scorer = teacher_scorer(vectors, by_text, list(train.corpus))
+        negatives = mine_negatives(train, cfg.negatives, scorer)
     write_negatives(root / "train" / NEGATIVES, negatives)
+    if vectors is not None:
+        write_teacher_vectors(root / "train" / TEACHER_VECTORS, vectors)
     manifest = {
         "build": asdict(cfg),
         "documents": {
@@ -292,6 +317,7 @@ def build_dataset(cfg: BuildConfig, out: str | Path) -> dict[str, Any]:
             "heldout_passages": len(heldout.corpus),
             "heldout_queries": len(heldout.queries),
             "llm_questions": n_llm,
+            "teacher_filtered": n_filtered,
         },
     }
     (root / MANIFEST).write_text(
@@ -299,6 +325,16 @@ def build_dataset(cfg: BuildConfig, out: str | Path) -> dict[str, Any]:
     )
     log.info("dataset %s: %s", root, manifest["counts"])
     return manifest
+
+
+def _teacher_vectors(data: BeirSet, cfg: BuildConfig) -> TeacherVectors:
+    """The teacher's vectors of ``data``'s judged queries and passages (as training reads them)."""
+    from training.teacher import Teacher
+
+    teacher = Teacher(max_tokens=cfg.teacher_max_tokens)
+    queries = {q: data.queries[q] for q in data.judged_queries()}
+    passages = {pid: p.full_text for pid, p in data.corpus.items()}
+    return compute_teacher_vectors(teacher, queries, passages)
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any] | None:

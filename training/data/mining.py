@@ -18,6 +18,7 @@ from training.data.beir import BeirSet, read_jsonl, write_jsonl
 
 if TYPE_CHECKING:
     from sr3desk.model.base import Embedder
+    from training.data.teacher_vectors import TeacherVectors
 
 NEGATIVES = "negatives.jsonl"
 
@@ -44,6 +45,16 @@ def embedder_scorer(embedder: Embedder, texts: Sequence[str], batch: int = 64) -
         return vecs @ matrix.T
 
     return score
+
+
+def teacher_scorer(
+    vectors: TeacherVectors, query_ids: Mapping[str, str], passage_ids: Sequence[str]
+) -> Scorer:
+    """Score queries by the teacher's cached vectors over ``passage_ids``.
+
+    ``query_ids`` maps each query text to its id in ``vectors``.
+    """
+    return lambda queries: vectors.scores([query_ids[q] for q in queries], passage_ids)
 
 
 def mine_negatives(data: BeirSet, n: int, scorer: Scorer, batch: int = 256) -> dict[str, list[str]]:
