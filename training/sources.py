@@ -6,6 +6,10 @@ directly, one :class:`~sr3desk.extract.types.Document` per entry with the
 headword as its heading: FOLDOC in dictd format (``foldoc.dict.dz`` with its
 ``foldoc.index``) and the Jargon File as plain text (``jargon.txt.gz``).
 
+A source that is, or leads to, the manual pages or info manuals kept for
+evaluation is refused before anything is read
+(:func:`training.data.corpora.check_not_reserved`).
+
 Each document comes with a stable key (source name and relative path, or
 dictionary and headword): the held-out split is made on these keys.
 """
@@ -33,7 +37,9 @@ _JARGON_END = re.compile(r"^\s*Part\W+III\.")
 
 def source_kind(source: str | Path) -> str:
     """``folder``, ``foldoc`` or ``jargon`` for a source path; ValueError otherwise."""
-    p = Path(source)
+    from training.data.corpora import check_not_reserved
+
+    p = check_not_reserved(source)
     if p.is_dir():
         return "folder"
     if p.name.endswith((".dict.dz", ".dict")):
@@ -57,6 +63,9 @@ def iter_documents(
     ``max_files`` > 0 keeps the first that many documents. Unreadable files are
     logged and skipped.
     """
+    from training.data.corpora import check_not_reserved
+
+    check_not_reserved(source)
     kind = source_kind(source)
     if kind == "folder":
         docs: Iterator[tuple[str, Document]] = _folder_documents(Path(source), include)
@@ -72,11 +81,14 @@ def iter_documents(
 
 def _folder_files(root: Path, include: Sequence[str]) -> list[Path]:
     from sr3desk.extract import supported
+    from training.data.corpora import check_not_reserved
 
     if include:
         found = {p for pattern in include for p in root.glob(pattern)}
     else:
         found = set(root.rglob("*"))
+    for path in sorted(found):  # before anything is opened: a link inside is refused too
+        check_not_reserved(path)
     return sorted(p for p in found if p.is_file() and supported(p))
 
 

@@ -26,6 +26,29 @@ class BuildConfig:
             "(*.dict.dz) or the Jargon File (jargon*.txt[.gz])."
         ),
     )
+    corpora: list[str] = field(
+        default_factory=list,
+        metadata=help_text(
+            "Named corpora from Debian packages (training.data.corpora): python-docs, "
+            "r-manuals, gnuplot, foldoc, jargon. Read beside sources."
+        ),
+    )
+    crossdomain: str = field(
+        default="",
+        metadata=help_text(
+            "A corpus name (or a source path) held out whole as the cross-domain test set "
+            "OUT/crossdomain/ (BEIR, qrels/test.tsv): none of its text is trained on. "
+            "Empty: none."
+        ),
+    )
+    reserved_copies: str = field(
+        default="warn",
+        metadata=help_text(
+            "What to do when a trained corpus's package also ships its text as an info "
+            "manual or manual page (kept for evaluation; e.g. python3.11-doc ships "
+            "python3.11.info): warn (log it and list it in the manifest) or refuse."
+        ),
+    )
     include: list[str] = field(
         default_factory=list,
         metadata=help_text(
@@ -110,6 +133,21 @@ class BuildConfig:
     seed: int = field(default=0, metadata=help_text("Seed for the split and the cloze sentences."))
 
     def __post_init__(self) -> None:
+        from training.data.corpora import CORPORA
+
+        for name in self.corpora:
+            check(
+                name in CORPORA,
+                f"build.corpora has {name!r}: use some of {', '.join(CORPORA)}",
+            )
+        check(
+            not self.crossdomain or self.crossdomain in [*self.corpora, *self.sources],
+            f"build.crossdomain={self.crossdomain!r}: name one of build.corpora or build.sources",
+        )
+        check(
+            self.reserved_copies in ("warn", "refuse"),
+            f"build.reserved_copies={self.reserved_copies!r}: use warn or refuse",
+        )
         check(self.max_files >= 0, f"build.max_files={self.max_files}: use 0 (all) or more")
         check(self.chunk_tokens >= 16, f"build.chunk_tokens={self.chunk_tokens}: use 16 or more")
         check(

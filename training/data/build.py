@@ -23,7 +23,7 @@ import json
 import logging
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+CROSSDOMAIN = "crossdomain"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'`])")
 LLM_SYSTEM = "You write one short search question that the given passage answers."
 
@@ -266,16 +267,24 @@ def build_dataset(cfg: BuildConfig, out: str | Path) -> dict[str, Any]:
     Returns the manifest (also written to ``out/manifest.json``). Raises
     ConfigError when there are no sources or too few documents.
     """
-    if not cfg.sources:
-        raise ConfigError("build.sources is empty: name folders (or FOLDOC/Jargon files) to read")
+    if not cfg.sources and not cfg.corpora:
+        raise ConfigError(
+            "build.sources and build.corpora are empty: name folders (or FOLDOC/Jargon "
+            "files) or corpora to read"
+        )
     root = Path(out)
+    copies = _check_reserved_copies(cfg)
     counter = _counter(cfg.tokenizer)
     docs: list[_DocPassages] = []
-    for source in cfg.sources:
-        for key, doc in iter_documents(source, cfg.include, cfg.max_files):
+    cross: list[_DocPassages] = []
+    for label, documents in _labelled_sources(cfg):
+        n_docs = 0
+        for key, doc in documents:
             chunked = chunk_passages(key, doc, cfg, counter)
             if chunked.passages:
-                docs.append(chunked)
+                (cross if label == cfg.crossdomain else docs).append(chunked)
+                n_docs += 1
+        log.info("%s: %d documents", label, n_docs)
     if len(docs) < 2:
         raise ConfigError(
             f"build.sources gave {len(docs)} usable document(s): the split needs 2 or more"
@@ -283,6 +292,8 @@ def build_dataset(cfg: BuildConfig, out: str | Path) -> dict[str, Any]:
     held = split_documents([d.key for d in docs], cfg.heldout_fraction, cfg.seed)
     train = _assemble_split([d for d in docs if d.key not in held], cfg, "q")
     heldout = _assemble_split([d for d in docs if d.key in held], cfg, "h")
+    if cross:
+        write_beir(_assemble_split(cross, cfg, "x"), root / CROSSDOMAIN, "test")
     n_llm = 0
     if "llm" in cfg.queries:
         n_llm = _add_llm_questions([train, heldout], cfg, ["q", "h"])
@@ -310,7 +321,9 @@ def build_dataset(cfg: BuildConfig, out: str | Path) -> dict[str, Any]:
         "documents": {
             "train": sorted(d.key for d in docs if d.key not in held),
             "heldout": sorted(held),
+            CROSSDOMAIN: sorted(d.key for d in cross),
         },
+        "reserved_copies": copies,
         "counts": {
             "train_passages": len(train.corpus),
             "train_queries": len(train.queries),
@@ -318,6 +331,7 @@ def build_dataset(cfg: BuildConfig, out: str | Path) -> dict[str, Any]:
             "heldout_queries": len(heldout.queries),
             "llm_questions": n_llm,
             "teacher_filtered": n_filtered,
+            "crossdomain_passages": sum(len(d.passages) for d in cross),
         },
     }
     (root / MANIFEST).write_text(
@@ -325,6 +339,41 @@ def build_dataset(cfg: BuildConfig, out: str | Path) -> dict[str, Any]:
     )
     log.info("dataset %s: %s", root, manifest["counts"])
     return manifest
+
+
+def _labelled_sources(
+    cfg: BuildConfig,
+) -> Iterator[tuple[str, Iterator[tuple[str, Document]]]]:
+    """(label, documents) for each source path and each named corpus."""
+    from training.data.corpora import iter_corpus
+
+    for source in cfg.sources:
+        yield source, iter_documents(source, cfg.include, cfg.max_files)
+    for name in cfg.corpora:
+        yield name, iter_corpus(name, cfg.max_files)
+
+
+def _check_reserved_copies(cfg: BuildConfig) -> dict[str, list[str]]:
+    """Per trained corpus, the files its package also ships as info manuals or manual pages.
+
+    Logged as a warning, or a ConfigError with ``build.reserved_copies=refuse``. The
+    cross-domain corpus is not trained on: its copies are listed, never refused.
+    """
+    from training.data.corpora import reserved_copies
+
+    found = {name: reserved_copies(name) for name in cfg.corpora}
+    found = {name: files for name, files in found.items() if files}
+    for name, files in found.items():
+        if name == cfg.crossdomain:
+            continue
+        message = (
+            f"corpus {name}: its package also ships {', '.join(files[:3])}"
+            f"{' ...' if len(files) > 3 else ''}, the same text kept for evaluation"
+        )
+        if cfg.reserved_copies == "refuse":
+            raise ConfigError(f"{message}; drop it from build.corpora or hold it out whole")
+        log.warning("%s: an evaluation on the info manuals must leave it out", message)
+    return found
 
 
 def _teacher_vectors(data: BeirSet, cfg: BuildConfig) -> TeacherVectors:
