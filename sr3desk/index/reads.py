@@ -35,9 +35,9 @@ from sr3desk.index.tables import (
     hits,
     light_hits,
     records,
+    search_hits,
     sql_in,
     sql_str,
-    table_hits,
 )
 from sr3desk.index.types import (
     STATUS_INDEXED,
@@ -101,10 +101,10 @@ def vector_search(
     if where:
         query = query.where(where, prefilter=True)
     if gen.layout != LAYOUT_SPLIT:
-        return table_hits(query.select([*HIT_COLUMNS, "_distance"]).to_arrow(), "_distance")
+        return search_hits(query.select([*HIT_COLUMNS, "_distance"]).to_arrow(), "_distance")
     if not with_text:
         found = query.select([*LIGHT_COLUMNS, "_distance"]).to_arrow()
-        return light_hits(found.select(LIGHT_COLUMNS).to_pylist(), _scores(found))
+        return light_hits(found)
     found = query.select(["chunk_id", "_distance"]).to_arrow()
     return hits_by_id(conn, gen, found["chunk_id"].to_pylist(), _scores(found))
 
@@ -122,7 +122,7 @@ def keyword_search(
     where = filters_sql(filters)
     if where:
         query = query.where(where, prefilter=True)
-    return table_hits(query.select([*HIT_COLUMNS, "_score"]).to_arrow(), "_score")
+    return search_hits(query.select([*HIT_COLUMNS, "_score"]).to_arrow(), "_score")
 
 
 def rows_by_id(table: Any, ids: Sequence[str], columns: list[str]) -> pa.Table:
@@ -141,16 +141,16 @@ def hits_by_id(
     if not ids:
         return []
     rows = rows_by_id(conn.table(gen.chunks_table), ids, HIT_COLUMNS)
-    by_id = {row["chunk_id"]: row for row in rows.to_pylist()}
-    kept = [(by_id[cid], s) for cid, s in zip(ids, scores, strict=True) if cid in by_id]
-    return hits([r for r, _s in kept], [s for _r, s in kept])
+    position = {cid: i for i, cid in enumerate(rows["chunk_id"].to_pylist())}
+    kept = [(position[cid], s) for cid, s in zip(ids, scores, strict=True) if cid in position]
+    return hits(rows.take(pa.array([i for i, _s in kept], pa.int64())), [s for _i, s in kept])
 
 
 def complete_hits(conn: Connection, gen: Generation, partial: Sequence[ChunkHit]) -> list[ChunkHit]:
     """``partial`` with each partial hit's passage filled in (see :meth:`Store.complete_hits`)."""
     wanted = [h.chunk_id for h in partial if h.partial]
     rows = rows_by_id(conn.table(gen.chunks_table), wanted, HIT_COLUMNS)
-    by_id = {h.chunk_id: h for h in hits(rows.to_pylist())}
+    by_id = {h.chunk_id: h for h in hits(rows)}
     out = []
     for h in partial:
         if not h.partial:
@@ -171,7 +171,7 @@ def file_chunks(conn: Connection, gen: Generation, file_id: str) -> list[ChunkHi
         .to_arrow()
         .sort_by("ordinal")
     )
-    return hits(found.to_pylist())
+    return hits(found)
 
 
 def sample_chunks(conn: Connection, gen: Generation, n: int, seed: int) -> list[ChunkHit]:

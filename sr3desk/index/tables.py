@@ -337,40 +337,12 @@ class KnownFiles:
         return records(self._table)
 
 
-def hits(rows: Sequence[dict[str, Any]], scores: Sequence[float] | None = None) -> list[ChunkHit]:
-    """Chunk rows (dicts with HIT_COLUMNS) as ChunkHits, ranked in the given order."""
-    out = []
-    for rank, row in enumerate(rows):
-        out.append(
-            ChunkHit(
-                chunk_id=row["chunk_id"],
-                file_id=row["file_id"],
-                path=row["path"],
-                ext=row["ext"] or "",
-                mtime=float(row["mtime"] or 0.0),
-                size=int(row["size"] or 0),
-                page=row["page"],
-                start=int(row["char_start"] or 0),
-                end=int(row["char_end"] or 0),
-                heading=row["heading"] or "",
-                text=row["text"] or "",
-                score=float(scores[rank]) if scores is not None else 0.0,
-                rank=rank,
-                ordinal=int(row["ordinal"] or 0),
-                folder=row["folder"] or "",
-            )
-        )
-    return out
-
-
-def table_hits(found: pa.Table, score_column: str) -> list[ChunkHit]:
-    """A search's result (HIT_COLUMNS and ``score_column``) as ChunkHits, ranked in
-    its order; ``_distance`` (cosine distance) becomes a cosine score. Read by
-    column: a search returns its rows in one table, and per-row dicts cost more
-    than the read on this path."""
-    cols = found.select([*HIT_COLUMNS, score_column]).to_pydict()
-    raw = cols[score_column]
-    scores = [1.0 - float(d) for d in raw] if score_column == "_distance" else raw
+def hits(found: pa.Table, scores: Sequence[float] | None = None) -> list[ChunkHit]:
+    """Chunk rows (a table with HIT_COLUMNS) as ChunkHits, ranked in their order,
+    with ``scores`` (None: 0). Read by column: per-row dicts cost more than the
+    search that returned the rows."""
+    cols = found.select(HIT_COLUMNS).to_pydict()
+    given = [0.0] * found.num_rows if scores is None else scores
     return [
         ChunkHit(
             chunk_id=cid,
@@ -404,12 +376,26 @@ def table_hits(found: pa.Table, score_column: str) -> list[ChunkHit]:
             heading,
             text,
             score,
-        ) in enumerate(zip(*(cols[c] for c in HIT_COLUMNS), scores, strict=True))
+        ) in enumerate(zip(*(cols[c] for c in HIT_COLUMNS), given, strict=True))
     ]
 
 
-def light_hits(rows: Sequence[dict[str, Any]], scores: Sequence[float]) -> list[ChunkHit]:
-    """Rows with only LIGHT_COLUMNS (dicts) as partial ChunkHits, ranked in the given
-    order: the passage's own columns are left empty until ``Store.complete_hits``."""
-    empty = {c: None for c in HIT_COLUMNS if c not in LIGHT_COLUMNS}
-    return [replace(h, partial=True) for h in hits([{**empty, **r} for r in rows], scores)]
+def search_hits(found: pa.Table, score_column: str) -> list[ChunkHit]:
+    """A search's result (HIT_COLUMNS and ``score_column``) as ChunkHits, best
+    first; ``_distance`` (cosine distance) becomes a cosine score."""
+    raw = found[score_column].to_pylist()
+    return hits(found, [1.0 - float(d) for d in raw] if score_column == "_distance" else raw)
+
+
+def light_hits(found: pa.Table) -> list[ChunkHit]:
+    """A layout-1 vector search's rows (LIGHT_COLUMNS and ``_distance``) as partial
+    ChunkHits, best first: the passage's own columns stay empty until
+    ``Store.complete_hits``."""
+    empty = {c: pa.nulls(found.num_rows) for c in HIT_COLUMNS if c not in LIGHT_COLUMNS}
+    full = found.select(LIGHT_COLUMNS)
+    for name, column in empty.items():
+        full = full.append_column(name, column)
+    return [
+        replace(h, partial=True)
+        for h in search_hits(full.append_column("_distance", found["_distance"]), "_distance")
+    ]
