@@ -98,6 +98,40 @@ def frozen_copy(model: nn.Module, bf16: bool) -> nn.Module:
     return ref
 
 
+def train_top_layers(model: nn.Module, n_top: int, token_id: int, token_rows: bool) -> None:
+    """Freeze ``model`` but its top ``n_top`` decoder layers and its final norm, in place.
+
+    With ``token_rows`` the embedding matrix stays trainable but a gradient hook keeps
+    only the ``<|embed_token|>`` row (the token is new; its row carries no meaning yet);
+    tied input and output embeddings share that one matrix. The frozen layers get no
+    backward pass at all, which is most of the saving on a CPU.
+    """
+    decoder: Any = model.get_decoder()  # type: ignore[operator]
+    layers = decoder.layers
+    if not 0 < n_top <= len(layers):
+        raise ValueError(f"model.train_layers={n_top}: the model has {len(layers)} layers")
+    model.requires_grad_(False)
+    for layer in layers[len(layers) - n_top :]:
+        layer.requires_grad_(True)
+    decoder.norm.requires_grad_(True)
+    if token_rows:
+        weights = {model.get_input_embeddings().weight}  # type: ignore[operator]
+        out = model.get_output_embeddings()  # type: ignore[operator]
+        if out is not None:
+            weights.add(out.weight)
+        for weight in weights:
+            mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype)
+            mask[token_id] = 1.0
+            weight.requires_grad_(True)
+            weight.register_hook(lambda grad, mask=mask: grad * mask.to(grad.device))
+    log.info(
+        "training the top %d of %d layers%s",
+        n_top,
+        len(layers),
+        " and the embed token's rows" if token_rows else "",
+    )
+
+
 def gradient_checkpointing(hf_model: Any, model_cfg: ModelConfig, generates: bool) -> None:
     """Turn on activation recomputation when ``model.gradient_checkpointing`` asks for it.
 

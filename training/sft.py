@@ -144,6 +144,10 @@ def train(cfg: Config) -> Path:
         reference = EmbedLM(ref_model, token_id, n_response).to(accelerator.device)
     if cfg.lora.enabled:
         model = prepare.add_lora(model, cfg.lora, token_id)
+    elif cfg.model.train_layers:
+        prepare.train_top_layers(
+            model, cfg.model.train_layers, token_id, cfg.model.train_token_rows
+        )
     prepare.gradient_checkpointing(
         model.get_base_model() if cfg.lora.enabled else model, cfg.model, generates=False
     )
@@ -215,7 +219,12 @@ def train(cfg: Config) -> Path:
                 if cfg.loss.kl > 0:
                     with torch.no_grad():
                         if reference is not None:
-                            ref = reference(q["input_ids"], q["attention_mask"], logit_rows)
+                            # Only the rows whose logits are compared: a forward pass
+                            # of the whole batch would be wasted on the others.
+                            rows = slice(None) if logit_rows is None else slice(logit_rows)
+                            ref = reference(
+                                q["input_ids"][rows], q["attention_mask"][rows], logit_rows
+                            )
                             ref_logits = ref.logits
                         else:
                             inner_net = accelerator.unwrap_model(net)

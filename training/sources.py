@@ -19,7 +19,7 @@ from __future__ import annotations
 import gzip
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from sr3desk.errors import ExtractError
@@ -55,24 +55,27 @@ def source_kind(source: str | Path) -> str:
 
 
 def iter_documents(
-    source: str | Path, include: Sequence[str] = (), max_files: int = 0
+    source: str | Path,
+    include: Sequence[str] = (),
+    max_files: int = 0,
+    keep: Callable[[str], bool] | None = None,
 ) -> Iterator[tuple[str, Document]]:
     """Yield ``(key, document)`` for every usable document of ``source``, sorted by key.
 
     ``include`` are glob patterns for folder sources (empty: every supported file);
-    ``max_files`` > 0 keeps the first that many documents. Unreadable files are
-    logged and skipped.
+    ``keep`` (optional) is asked for each key first, so a folder's files it rejects
+    are never extracted; ``max_files`` > 0 keeps the first that many documents.
+    Unreadable files are logged and skipped.
     """
     from training.data.corpora import check_not_reserved
 
     check_not_reserved(source)
     kind = source_kind(source)
     if kind == "folder":
-        docs: Iterator[tuple[str, Document]] = _folder_documents(Path(source), include)
-    elif kind == "foldoc":
-        docs = _foldoc_documents(Path(source))
+        docs: Iterator[tuple[str, Document]] = _folder_documents(Path(source), include, keep)
     else:
-        docs = _jargon_documents(Path(source))
+        entries = _foldoc_documents if kind == "foldoc" else _jargon_documents
+        docs = (kv for kv in entries(Path(source)) if keep is None or keep(kv[0]))
     for n, item in enumerate(docs):
         if max_files and n >= max_files:
             return
@@ -92,10 +95,14 @@ def _folder_files(root: Path, include: Sequence[str]) -> list[Path]:
     return sorted(p for p in found if p.is_file() and supported(p))
 
 
-def _folder_documents(root: Path, include: Sequence[str]) -> Iterator[tuple[str, Document]]:
+def _folder_documents(
+    root: Path, include: Sequence[str], keep: Callable[[str], bool] | None = None
+) -> Iterator[tuple[str, Document]]:
     from sr3desk.extract import Extractor
 
     files = _folder_files(root, include)
+    if keep is not None:
+        files = [p for p in files if keep(_folder_key(root, p))]
     log.info("%s: %d supported files", root, len(files))
     # The app's extractor runs each file in a worker process with time and memory
     # limits, so one broken file in a user's folder cannot stop the build.
@@ -108,9 +115,13 @@ def _folder_documents(root: Path, include: Sequence[str]) -> Iterator[tuple[str,
                 log.warning("skipping %s: %s", path, exc.reason)
                 continue
             if doc.text.strip():
-                yield f"{root.name}/{path.relative_to(root).as_posix()}", doc
+                yield _folder_key(root, path), doc
     finally:
         extractor.close()
+
+
+def _folder_key(root: Path, path: Path) -> str:
+    return f"{root.name}/{path.relative_to(root).as_posix()}"
 
 
 def _b64(text: str) -> int:
@@ -192,4 +203,14 @@ def _jargon_documents(path: Path) -> Iterator[tuple[str, Document]]:
     yield from sorted(entries.items())
 
 
-__all__ = ["iter_documents", "source_kind"]
+def document_keys(source: str | Path, include: Sequence[str] = ()) -> list[str]:
+    """The keys :func:`iter_documents` would yield for ``source`` (a folder's are listed,
+    not extracted; a dictionary is parsed), sorted."""
+    kind = source_kind(source)
+    if kind == "folder":
+        root = Path(source)
+        return [_folder_key(root, p) for p in _folder_files(root, include)]
+    return [key for key, _doc in iter_documents(source)]
+
+
+__all__ = ["document_keys", "iter_documents", "source_kind"]

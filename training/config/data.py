@@ -58,6 +58,14 @@ class BuildConfig:
     max_files: int = field(
         default=0, metadata=help_text("Use at most this many documents (sorted by path); 0: all.")
     )
+    corpus_sample: list[str] = field(
+        default_factory=list,
+        metadata=help_text(
+            "Per named corpus, NAME=N: a seeded random sample of at most N of its documents "
+            "(dictionary entries, files), chosen before extraction; a corpus not named is "
+            "read whole. Spends a short CPU run on many sources instead of all of one."
+        ),
+    )
     chunk_tokens: int = field(default=200, metadata=help_text("Passage length in tokens."))
     overlap_tokens: int = field(
         default=0, metadata=help_text("Overlap between passages in tokens.")
@@ -148,6 +156,7 @@ class BuildConfig:
             self.reserved_copies in ("warn", "refuse"),
             f"build.reserved_copies={self.reserved_copies!r}: use warn or refuse",
         )
+        self.sample_sizes()  # checks the NAME=N entries
         check(self.max_files >= 0, f"build.max_files={self.max_files}: use 0 (all) or more")
         check(self.chunk_tokens >= 16, f"build.chunk_tokens={self.chunk_tokens}: use 16 or more")
         check(
@@ -179,6 +188,18 @@ class BuildConfig:
             16 <= self.teacher_max_tokens <= 256,
             f"build.teacher_max_tokens={self.teacher_max_tokens}: use 16..256",
         )
+
+    def sample_sizes(self) -> dict[str, int]:
+        """``corpus_sample`` as corpus name -> sample size (ConfigError when malformed)."""
+        sizes: dict[str, int] = {}
+        for entry in self.corpus_sample:
+            name, _, count = str(entry).partition("=")
+            check(
+                name.strip() in self.corpora and count.strip().isdigit(),
+                f"build.corpus_sample has {entry!r}: use NAME=N with NAME one of build.corpora",
+            )
+            sizes[name.strip()] = int(count)
+        return sizes
 
     @property
     def uses_teacher(self) -> bool:

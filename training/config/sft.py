@@ -45,6 +45,23 @@ class ModelConfig:
         default=False,
         metadata=help_text("Recompute activations in the backward pass: less memory, ~30% slower."),
     )
+    train_layers: int = field(
+        default=0,
+        metadata=help_text(
+            "Train only the top N decoder layers (and the final norm); the layers below and "
+            "the embeddings stay frozen and get no backward pass (the CPU recipe's main "
+            "saving; the trained layers are the delta that ships). 0: train every layer."
+        ),
+    )
+    train_token_rows: bool = field(
+        default=False,
+        metadata=help_text(
+            "With train_layers: also train the <|embed_token|> row of the input (and output) "
+            "embeddings, nothing else of them. Needs optim.weight_decay=0 (decay would "
+            "shrink every frozen row). Costs a backward pass through every layer (the "
+            "input row's gradient comes from the bottom), so the CPU recipe leaves it off."
+        ),
+    )
     init_std: float = field(
         default=0.0,
         metadata=help_text(
@@ -57,6 +74,10 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check(bool(self.path), "model.path is empty: give the base model's checkpoint folder")
+        check(
+            self.train_layers >= 0,
+            f"model.train_layers={self.train_layers}: use 0 (all) or a layer count",
+        )
         check(self.init_std >= 0, f"model.init_std={self.init_std}: use 0 (keep) or a std > 0")
         check(
             self.max_query_tokens >= 8,
@@ -332,7 +353,22 @@ class Config:
 
     def __post_init__(self) -> None:
         check(
-            self.train.negatives <= self.data.build.negatives or not self.data.build.sources,
+            not (self.model.train_layers and self.lora.enabled),
+            "model.train_layers and lora.enabled are both set: use one way of training part "
+            "of the model",
+        )
+        check(
+            not (
+                self.model.train_layers
+                and self.model.train_token_rows
+                and self.optim.weight_decay > 0
+            ),
+            f"optim.weight_decay={self.optim.weight_decay} with model.train_layers and "
+            "model.train_token_rows: decay would shrink every frozen embedding row; use 0",
+        )
+        check(
+            self.train.negatives <= self.data.build.negatives
+            or not (self.data.build.sources or self.data.build.corpora),
             f"train.negatives={self.train.negatives} > data.build.negatives="
             f"{self.data.build.negatives}: mine at least as many negatives as training uses",
         )

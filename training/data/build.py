@@ -349,8 +349,9 @@ def _labelled_sources(
 
     for source in cfg.sources:
         yield source, iter_documents(source, cfg.include, cfg.max_files)
+    sizes = cfg.sample_sizes()
     for name in cfg.corpora:
-        yield name, iter_corpus(name, cfg.max_files)
+        yield name, iter_corpus(name, cfg.max_files, sizes.get(name, 0), cfg.seed)
 
 
 def _check_reserved_copies(cfg: BuildConfig) -> dict[str, list[str]]:
@@ -397,13 +398,13 @@ def read_manifest(folder: str | Path) -> dict[str, Any] | None:
 def ensure_dataset(cfg: BuildConfig, out: str | Path) -> dict[str, Any] | None:
     """Build ``out`` from ``cfg`` unless it already holds a dataset built with the same settings.
 
-    Returns the manifest, or None when there is nothing to build from (no sources)
+    Returns the manifest, or None when there is nothing to build from (no sources or corpora)
     and ``out`` holds no built dataset.
     """
     manifest = read_manifest(out)
     if manifest is not None and manifest.get("build") == asdict(cfg):
         return manifest
-    if not cfg.sources:
+    if not cfg.sources and not cfg.corpora:
         return manifest
     if manifest is not None:
         log.info("%s was built with other settings: rebuilding", out)

@@ -19,6 +19,7 @@ gnuplot-doc ``gnuplot.info``), which an evaluation on the info manuals must know
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import subprocess
@@ -133,14 +134,17 @@ def get_corpus(name: str) -> Corpus:
     return CORPORA[name]
 
 
-def iter_corpus(name: str, max_files: int = 0) -> Iterator[tuple[str, Document]]:
+def iter_corpus(
+    name: str, max_files: int = 0, sample: int = 0, seed: int = 0
+) -> Iterator[tuple[str, Document]]:
     """Yield ``(key, document)`` of corpus ``name``, keys ``name/...``, sorted.
 
-    ``max_files`` > 0 keeps the first that many documents. Raises ValueError when the
-    package is not installed (naming it) and :class:`ReservedPathError` for reserved
-    paths.
+    ``sample`` > 0 keeps a seeded random sample of that many documents (chosen by
+    key before anything is extracted); ``max_files`` > 0 then keeps the first that
+    many. Raises ValueError when the package is not installed (naming it) and
+    :class:`ReservedPathError` for reserved paths.
     """
-    from training.sources import iter_documents
+    from training.sources import document_keys, iter_documents
 
     corpus = get_corpus(name)
     root = Path(corpus.root)
@@ -150,9 +154,20 @@ def iter_corpus(name: str, max_files: int = 0) -> Iterator[tuple[str, Document]]
             f"corpus {name}: {root} is missing: install Debian's {corpus.package} "
             "(make testdata does)"
         )
-    for key, doc in iter_documents(root, corpus.include, max_files):
+    keep = None
+    if sample:
+        keys = document_keys(root, corpus.include)
+        chosen = set(sorted(keys, key=lambda k: (_stable_hash(seed, k), k))[:sample])
+        keep = chosen.__contains__
+        log.info("corpus %s: a sample of %d of %d documents", name, len(chosen), len(keys))
+    for key, doc in iter_documents(root, corpus.include, max_files, keep):
         tail = key.split("/", 1)[1] if "/" in key else key
         yield f"{name}/{tail}", (_definition_only(doc) if corpus.dictionary else doc)
+
+
+def _stable_hash(seed: int, key: str) -> int:
+    digest = hashlib.sha256(f"{seed}:sample:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
 
 
 def _definition_only(doc: Document) -> Document:
