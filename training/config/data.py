@@ -42,11 +42,12 @@ class BuildConfig:
         ),
     )
     reserved_copies: str = field(
-        default="warn",
+        default="refuse",
         metadata=help_text(
             "What to do when a trained corpus's package also ships its text as an info "
             "manual or manual page (kept for evaluation; e.g. python3.11-doc ships "
-            "python3.11.info): warn (log it and list it in the manifest) or refuse."
+            "python3.11.info): refuse (the default: never train on a copy of them) or "
+            "warn (log it and list it in the manifest)."
         ),
     )
     include: list[str] = field(
