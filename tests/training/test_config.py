@@ -91,7 +91,8 @@ def test_sections_check_themselves() -> None:
 @pytest.mark.parametrize("name", ["tiny-cpu.yaml", "smollm2-135m.yaml", "qwen2.5-1.5b.yaml"])
 def test_shipped_configs_load(name: str) -> None:
     cfg = load_config(Config, ["--config", str(CONFIGS / name)])
-    assert cfg.data.build.sources
+    assert cfg.data.build.sources or cfg.data.build.corpora
+    assert "python-docs" not in cfg.data.build.corpora  # a copy of a reserved info manual
     assert cfg.loss.lm > 0 and cfg.loss.kl > 0 and cfg.loss.infonce > 0 and cfg.loss.triplet > 0
     # Each config also carries its RL stage: an rl section that the RL run reads.
     assert "rl" in read_yaml(CONFIGS / name)
