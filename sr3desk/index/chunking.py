@@ -35,16 +35,15 @@ is normalised, leading and trailing whitespace is simply left out of the span.
 from __future__ import annotations
 
 import bisect
-import itertools
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sr3desk.index.sections import Section, sections
+
 if TYPE_CHECKING:
     from sr3desk.extract.types import Document
     from sr3desk.model.tokenizer import TokenCounter
-
-HEADING_SEPARATOR = " › "
 
 # Boundary strengths: where a piece may start, strongest first.
 PARAGRAPH, SENTENCE, LINE, WORD, CHAR = 4, 3, 2, 1, 0
@@ -85,16 +84,7 @@ class ApproxCounter:
         return len(_APPROX_TOKEN.findall(text))
 
 
-@dataclass
-class _Section:
-    start: int
-    end: int
-    heading: str
-    page: int | None
-    tokens: int | None = None  # counted only when small
-
-
-class _Chunker:
+class Chunker:
     def __init__(
         self, text: str, counter: TokenCounter, max_tokens: int, overlap_tokens: int
     ) -> None:
@@ -108,7 +98,7 @@ class _Chunker:
         self.calls = 0
         self.page_starts: list[int] = []
         self.page_numbers: list[int] = []
-        self.sections: list[_Section] = []  # before merging: where each heading path holds
+        self.sections: list[Section] = []  # before merging: where each heading path holds
         self.section_starts: list[int] = []
 
     def count(self, start: int, end: int) -> int:
@@ -261,7 +251,7 @@ class _Chunker:
 
     # -- packing -------------------------------------------------------------------
 
-    def pack(self, section: _Section, chunks: list[Chunk]) -> None:
+    def pack(self, section: Section, chunks: list[Chunk]) -> None:
         """Chunk one section into ``chunks``."""
         found: list[tuple[int, int, int]] = []
         self.pieces(section.start, section.end, section.tokens, PARAGRAPH, PARAGRAPH + 1, found)
@@ -320,7 +310,7 @@ class _Chunker:
         return best
 
     def _emit(
-        self, chunks: list[Chunk], start: int, end: int, tokens: int, section: _Section
+        self, chunks: list[Chunk], start: int, end: int, tokens: int, section: Section
     ) -> None:
         text = self.text
         while start < end and text[start].isspace():
@@ -342,76 +332,6 @@ class _Chunker:
         )
 
 
-def _heading_paths(doc: Document) -> tuple[list[int], list[str]]:
-    """Offsets of the headings and the heading path in force from each one on."""
-    offsets: list[int] = []
-    paths: list[str] = []
-    stack: list[tuple[int, str]] = []
-    for heading in sorted(doc.headings, key=lambda h: h.offset):
-        while stack and stack[-1][0] >= heading.level:
-            stack.pop()
-        stack.append((heading.level, heading.title))
-        offsets.append(heading.offset)
-        paths.append(HEADING_SEPARATOR.join(title for _, title in stack))
-    return offsets, paths
-
-
-def _sections(doc: Document, chunker: _Chunker, min_tokens: int) -> list[_Section]:
-    """Sections between headings and page starts, tiny ones merged with a neighbour."""
-    text = doc.text
-    heading_offsets, heading_paths = _heading_paths(doc)
-    pages = sorted(doc.pages, key=lambda p: p.start)
-    page_starts = [p.start for p in pages]
-    chunker.page_starts = page_starts
-    chunker.page_numbers = [p.number for p in pages]
-    cuts = sorted({0, len(text), *heading_offsets, *page_starts} - {-1})
-    cuts = [c for c in cuts if 0 <= c <= len(text)]
-
-    def heading_at(offset: int) -> str:
-        i = bisect.bisect_right(heading_offsets, offset) - 1
-        return heading_paths[i] if i >= 0 else ""
-
-    raw: list[_Section] = []
-    for start, end in itertools.pairwise(cuts):
-        # Trim the whitespace around a section: it belongs to no chunk.
-        while start < end and text[start].isspace():
-            start += 1
-        while end > start and text[end - 1].isspace():
-            end -= 1
-        if start < end:
-            raw.append(_Section(start, end, heading_at(start), chunker.page_at(start)))
-    chunker.sections = raw
-    chunker.section_starts = [s.start for s in raw]
-    # Tiny sections join their neighbours; size decides whose heading a group keeps.
-    for section in raw:
-        if len(text[section.start : section.end].strip()) <= 8 * min_tokens:
-            section.tokens = chunker.count(section.start, section.end)
-
-    def tiny(group: list[_Section]) -> bool:
-        counts = [s.tokens for s in group]
-        return all(c is not None for c in counts) and sum(c or 0 for c in counts) < min_tokens
-
-    groups: list[list[_Section]] = []
-    current: list[_Section] = []
-    for i, section in enumerate(raw):
-        current.append(section)
-        if i + 1 < len(raw) and tiny(current):
-            continue
-        groups.append(current)
-        current = []
-    if len(groups) >= 2 and tiny(groups[-1]):
-        groups[-2].extend(groups.pop())
-    merged = []
-    for group in groups:
-        biggest = max(group, key=lambda s: s.tokens if s.tokens is not None else s.end - s.start)
-        # A merged group is counted afresh: the whitespace between its parts counts too.
-        known = group[0].tokens if len(group) == 1 else None
-        merged.append(
-            _Section(group[0].start, group[-1].end, biggest.heading, group[0].page, known)
-        )
-    return merged
-
-
 def chunk_document(
     doc: Document, counter: TokenCounter, max_tokens: int = 256, overlap_tokens: int = 32
 ) -> list[Chunk]:
@@ -430,8 +350,8 @@ def chunk_document(
         )
     if not doc.text.strip():
         return []
-    chunker = _Chunker(doc.text, counter, max_tokens, overlap_tokens)
+    chunker = Chunker(doc.text, counter, max_tokens, overlap_tokens)
     chunks: list[Chunk] = []
-    for section in _sections(doc, chunker, max(4, max_tokens // 8)):
+    for section in sections(doc, chunker, max(4, max_tokens // 8)):
         chunker.pack(section, chunks)
     return chunks
