@@ -204,6 +204,29 @@ def _file_entry(
     return Entry(path, st.st_size, st.st_mtime, st.st_ino)
 
 
+def _list_folder(
+    folder: str, is_top: bool, result: ScanResult, seen_dirs: set[tuple[int, int]]
+) -> list[os.DirEntry[str]]:
+    """The entries of ``folder``; none for a folder already walked (a bind mount, a
+    root inside another root), an unreadable one (recorded in ``result``) or, below
+    the top, a virtual environment or a tagged cache."""
+    try:
+        st = os.stat(folder)
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs:
+            return []
+        seen_dirs.add(key)
+        with os.scandir(folder) as it:
+            entries = list(it)
+    except OSError as exc:
+        log.info("Cannot list %s: %s", folder, exc.strerror)
+        result.unreadable.append(folder)
+        return []
+    if not is_top and any(os.path.lexists(os.path.join(folder, m)) for m in MARKER_FILES):
+        return []
+    return entries
+
+
 def _walk(top: str, rules: Rules, result: ScanResult, seen_dirs: set[tuple[int, int]]) -> None:
     # The loop body runs once per file of the tree: it is written for speed, with
     # the rules of Rules.file_excluded inlined for the common regular file.
@@ -222,20 +245,7 @@ def _walk(top: str, rules: Rules, result: ScanResult, seen_dirs: set[tuple[int, 
     stack = [top]
     while stack:
         folder = stack.pop()
-        try:
-            st = os.stat(folder)
-            key = (st.st_dev, st.st_ino)
-            if key in seen_dirs:
-                continue  # a bind mount or a root inside another root
-            seen_dirs.add(key)
-            with os.scandir(folder) as it:
-                entries = list(it)
-        except OSError as exc:
-            log.info("Cannot list %s: %s", folder, exc.strerror)
-            result.unreadable.append(folder)
-            continue
-        if folder != top and any(os.path.lexists(os.path.join(folder, m)) for m in MARKER_FILES):
-            continue  # a virtual environment or a tagged cache
+        entries = _list_folder(folder, folder == top, result, seen_dirs)
         for entry in entries:
             name = entry.name
             if not hidden_ok and name[0] == ".":
