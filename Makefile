@@ -84,6 +84,7 @@ lint: setup
 
 bench: setup models testdata
 	$(BIN)/python bench/embed.py
+	$(BIN)/python bench/repack.py
 	$(BIN)/python bench/index.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/rescan.py
