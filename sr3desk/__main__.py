@@ -20,16 +20,16 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = sys.argv[1:] if argv is None else argv
     command = next((a for a in args if not a.startswith("-")), None)
-    if argv is None and command in _NATIVE_COMMANDS and not os.environ.get(_SUPERVISED):
-        from sr3desk.model.crash import supervise
+    if argv is None and command in _NATIVE_COMMANDS:
+        # Standard library only: the supervising parent stays a small process.
+        from sr3desk.model.crash import SUPERVISED_ENV, supervise
 
-        return supervise(args, f"sr3desk {command}")
+        if not os.environ.get(SUPERVISED_ENV):
+            return supervise(args, f"sr3desk {command}")
     from sr3desk.cli import main as cli_main
 
     return cli_main(args)
 
-
-_SUPERVISED = "SR3DESK_SUPERVISED"  # sr3desk.model.crash.SUPERVISED_ENV, without importing it
 
 if __name__ == "__main__":
     sys.exit(main())

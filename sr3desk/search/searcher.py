@@ -94,7 +94,6 @@ class Searcher:
         calibration_queries: int = DEFAULT_QUERIES,
         snippet_width: int = DEFAULT_WIDTH,
     ) -> None:
-        self._fuse = score_fuse
         if vector_weight is not None and not 0.0 <= vector_weight <= 1.0:
             raise ValueError("vector_weight must lie in [0, 1]")
         self.store = store
@@ -143,7 +142,7 @@ class Searcher:
         if cached is None:
             log.info("Measuring %s against keyword search on this index", model_id)
             cached = calibrate(
-                self.store, self.embedder, n=self.calibration_queries, fuse=self._fuse
+                self.store, self.embedder, n=self.calibration_queries, fuse=score_fuse
             )
             if self._cache is not None:
                 self._cache.put(key, cached)
@@ -244,7 +243,7 @@ class Searcher:
         if not self.vectors_usable():
             kw = store.keyword_search(parsed.keywords, fetch, filters)
             self._vector_hits(request, embed, fetch, response)  # for its note
-            return self._fuse([Ranking("keyword", kw)])
+            return score_fuse([Ranking("keyword", kw)])
         weight = self.vector_weight()
         response.vector_weight = weight.weight
         if weight.weight == 0.0:
@@ -252,7 +251,7 @@ class Searcher:
             kw = store.keyword_search(parsed.keywords, fetch, filters)
             if len(file_ranks(kw)) >= request.k and not request.reason:
                 # The model cannot change the order and the list is full: skip its cost.
-                return self._fuse([Ranking("keyword", kw)])
+                return score_fuse([Ranking("keyword", kw)])
             vec, fraction = self._vector_hits(request, embed, fetch, response)
         else:
             # Both retrievers at once: the full-text query runs in a worker thread
@@ -264,7 +263,7 @@ class Searcher:
             finally:
                 kw = pending.result()
         blind = self._not_embedded(kw) if fraction < 1.0 else frozenset()
-        return self._fuse([Ranking("keyword", kw), Ranking("vector", vec, weight.weight, blind)])
+        return score_fuse([Ranking("keyword", kw), Ranking("vector", vec, weight.weight, blind)])
 
     def _complete(self, groups: list[FileGroup], n_passages: int) -> list[FileGroup]:
         """Fill in the passages of the vector hits that will be shown (the vector
