@@ -52,7 +52,8 @@ from training.checkpoints import (
     save_final,
 )
 from training.config import ConfigError, RLRunConfig, save_config
-from training.data.batches import BatchSampler, load_train_set
+from training.data.batches import BatchSampler, load_train_set, sample_corpus
+from training.data.teacher_vectors import TeacherVectors, teacher_vectors_for
 from training.env import CorpusEnv
 from training.heldout import evaluate_step, load_heldout
 from training.losses import InfoNCELoss
@@ -117,7 +118,9 @@ def train(cfg: RLRunConfig) -> Path:
         log.info("train.fsdp is an SFT setting: RL runs plain data parallel (DDP)")
 
     # ---- data: training queries, their positives, the corpus the environment holds
-    train_set = load_train_set(cfg.data.train_path)
+    train_set = sample_corpus(
+        load_train_set(cfg.data.train_path), r.env.max_passages, cfg.train.seed
+    )
     passage_ids = list(train_set.corpus)
     row_of = {pid: i for i, pid in enumerate(passage_ids)}
     texts = [train_set.corpus[pid] for pid in passage_ids]
@@ -125,6 +128,11 @@ def train(cfg: RLRunConfig) -> Path:
     sampler = BatchSampler(train_set, r.queries, 0, cfg.train.seed, rank, world)
     heldout = load_heldout(cfg)
     log.info("data: %d queries over %d passages", len(train_set.examples), len(texts))
+    teacher_vectors: TeacherVectors | None = None
+    if r.sft > 0 and cfg.loss.distill > 0:
+        # The SFT part distils the teacher as SFT did, from the same stored vectors.
+        with accelerator.main_process_first():
+            teacher_vectors = teacher_vectors_for(cfg, train_set)
 
     # ---- model: the initial checkpoint, trained; a frozen copy of it is the reference
     model, tokenizer = modeling.load_model(init)
@@ -302,7 +310,15 @@ def train(cfg: RLRunConfig) -> Path:
                         ref_out = frozen(plain["input_ids"], plain["attention_mask"])
                         assert isinstance(ref_out, EmbedLMOutput)
                         ref_logits = ref_out.logits
-                    sft_total = sft_objective(q_out, d_out, ignore, k, ref_logits).total
+                    teacher_scores = None
+                    if teacher_vectors is not None:
+                        scores = teacher_vectors.scores(
+                            batch.query_ids, [passage_ids[i] for i in doc_rows]
+                        )
+                        teacher_scores = torch.from_numpy(scores).to(device)
+                    sft_total = sft_objective(
+                        q_out, d_out, ignore, k, ref_logits, teacher_scores=teacher_scores
+                    ).total
                     loss = loss + r.sft * sft_total
             accelerator.backward(loss)
             if cfg.optim.grad_clip > 0:

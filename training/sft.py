@@ -43,7 +43,7 @@ from training.checkpoints import (
 from training.config import Config, ConfigError, save_config
 from training.data.batches import BatchSampler, load_train_set
 from training.data.build import ensure_dataset
-from training.data.teacher_vectors import TeacherVectors, ensure_teacher_vectors
+from training.data.teacher_vectors import TeacherVectors, teacher_vectors_for
 from training.heldout import evaluate_step, load_heldout
 from training.objective import EmbedLM, SFTObjective, gather_with_grad, no_gather
 
@@ -113,9 +113,7 @@ def train(cfg: Config) -> Path:
     if cfg.loss.distill > 0:
         # Built with the dataset when data.build uses the teacher; else computed once here.
         with accelerator.main_process_first():
-            teacher_vectors = ensure_teacher_vectors(
-                cfg.data.train_path, train_set, lambda: _make_teacher(cfg)
-            )
+            teacher_vectors = teacher_vectors_for(cfg, train_set)
     log.info(
         "data: %d training queries over %d passages; held-out: %s",
         len(train_set.examples),
@@ -320,12 +318,6 @@ def train(cfg: Config) -> Path:
     )
     accelerator.end_training()
     return final
-
-
-def _make_teacher(cfg: Config) -> Any:
-    from training.teacher import Teacher
-
-    return Teacher(max_tokens=cfg.data.build.teacher_max_tokens, threads=cfg.train.threads)
 
 
 def redraw_weights(model: nn.Module, std: float, seed: int) -> None:

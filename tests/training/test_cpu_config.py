@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from training import sft
+from training import rl, sft
 from training.config import Config, load_config
 
 CPU_CONFIG = Path(__file__).resolve().parents[2] / "training" / "configs" / "smollm2-135m-cpu.yaml"
@@ -75,3 +75,28 @@ def test_cpu_config_runs_two_steps_on_the_tiny_model(
     rows = "model.embed_tokens.weight"
     changed = (before[rows] != after[rows]).any(dim=1).nonzero().flatten().tolist()
     assert changed == [token_id]  # the embed token's row and no other
+
+    # RL from that model with the config's own rl section: the environment holds the
+    # seeded sample of the corpus, and the SFT part distils the teacher as SFT did.
+    rl_out = tmp_path / "rl"
+    rl_args = [
+        "--config",
+        str(CPU_CONFIG),
+        "--init",
+        str(out / "final"),
+        *args[2:8],  # model.*, data.* as above
+        f"rl.out_dir={rl_out}",
+        "rl.steps=2",
+        "rl.queries=2",
+        "rl.group_size=2",
+        "rl.max_reason_tokens=4",
+        "rl.candidates=4",
+        "rl.save_every=0",
+        "rl.env.graph_k=2",
+        "rl.env.max_passages=10",
+    ]
+    assert rl.main(rl_args) == 0
+    rl_log = [json.loads(x) for x in (rl_out / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in rl_log if "reward" in r]
+    assert [r["step"] for r in steps] == [1, 2] and all(r["sft"] > 0 for r in steps)
+    assert steps[-1]["env"]["reencoded_full"] == 10  # the sample, encoded once

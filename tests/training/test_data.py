@@ -12,7 +12,14 @@ import pytest
 
 from training.config import BuildConfig
 from training.data.__main__ import main
-from training.data.batches import BatchSampler, load_pairs_jsonl, load_train_set
+from training.data.batches import (
+    BatchSampler,
+    Example,
+    TrainSet,
+    load_pairs_jsonl,
+    load_train_set,
+    sample_corpus,
+)
 from training.data.beir import BeirSet, CorpusEntry, load_beir, write_beir
 from training.data.build import build_dataset, cloze, heading_query, split_documents
 from training.data.mining import read_negatives
@@ -246,3 +253,22 @@ def test_mine_negatives_with_a_model(tmp_path: Path, tiny_gguf: Path) -> None:
     assert set(negatives) == set(train.queries)
     for qid, negs in negatives.items():
         assert len(negs) == 2 and not set(negs) & set(train.qrels[qid])
+
+
+def test_sample_corpus_keeps_whole_examples_within_the_budget() -> None:
+    corpus = {f"p{i}": f"passage {i}" for i in range(100)}
+    examples = [
+        Example(f"q{i}", f"query {i}", (f"p{i}",), (f"p{i + 50}", f"p{(i + 7) % 100}"))
+        for i in range(40)
+    ]
+    data = TrainSet(corpus=corpus, examples=examples)
+    small = sample_corpus(data, 30, seed=1)
+    assert len(small.corpus) == 30
+    assert small.examples and len(small.examples) < len(examples)
+    for ex in small.examples:  # every kept query can still be trained on in full
+        assert all(p in small.corpus for p in (*ex.positive_ids, *ex.negative_ids))
+    mined = {p for ex in small.examples for p in (*ex.positive_ids, *ex.negative_ids)}
+    assert len(mined) <= 30 * 3 // 4 < len(small.corpus)  # the rest: random distractors
+    assert sample_corpus(data, 30, seed=1) == small  # seeded
+    assert sample_corpus(data, 30, seed=2) != small
+    assert sample_corpus(data, 0) is data and sample_corpus(data, 100) is data

@@ -34,6 +34,13 @@ class EnvConfig:
     batch_size: int = field(
         default=32, metadata=help_text("Passages per forward pass when encoding.")
     )
+    max_passages: int = field(
+        default=0,
+        metadata=help_text(
+            "Hold a seeded sample of this many training passages (the sampled queries' "
+            "positives and negatives among them); 0: the whole training corpus."
+        ),
+    )
 
     def __post_init__(self) -> None:
         check(self.graph_k >= 1, f"rl.env.graph_k={self.graph_k}: use 1 or more")
@@ -41,6 +48,10 @@ class EnvConfig:
         check(self.refresh_every >= 0, f"rl.env.refresh_every={self.refresh_every}: use >= 0")
         check(self.max_region >= 0, f"rl.env.max_region={self.max_region}: use 0 (no cap) or more")
         check(self.batch_size >= 1, f"rl.env.batch_size={self.batch_size}: use 1 or more")
+        check(
+            self.max_passages == 0 or self.max_passages >= 2,
+            f"rl.env.max_passages={self.max_passages}: use 0 (all) or 2 or more",
+        )
 
 
 @dataclass

@@ -119,6 +119,35 @@ def load_train_set(path: str | Path, split: str = "train") -> TrainSet:
     return TrainSet(corpus=corpus, examples=examples)
 
 
+def sample_corpus(data: TrainSet, max_passages: int, seed: int = 0) -> TrainSet:
+    """A seeded part of ``data`` holding at most ``max_passages`` passages.
+
+    Takes the training set whole when it is small enough (or ``max_passages`` is 0).
+    Otherwise whole examples are kept, in a seeded order, while their positives and
+    hard negatives fit in three quarters of the budget; random other passages fill
+    the rest, so retrieval still has distractors that no kept query was mined
+    against. Used where every passage must be encoded up front (the RL
+    environment) and the whole corpus would cost more than the run.
+    """
+    if max_passages <= 0 or len(data.corpus) <= max_passages:
+        return data
+    rng = random.Random(seed)
+    order = list(data.examples)
+    rng.shuffle(order)
+    kept: dict[str, None] = {}
+    examples: list[Example] = []
+    for ex in order:
+        needed = [p for p in (*ex.positive_ids, *ex.negative_ids) if p not in kept]
+        if len(kept) + len(needed) > max_passages * 3 // 4:
+            continue
+        kept.update(dict.fromkeys(needed))
+        examples.append(ex)
+    rest = [p for p in data.corpus if p not in kept]
+    rng.shuffle(rest)
+    kept.update(dict.fromkeys(rest[: max_passages - len(kept)]))
+    return TrainSet(corpus={p: data.corpus[p] for p in kept}, examples=examples)
+
+
 class BatchSampler:
     """Endless, seeded micro-batches of distinct queries with K negatives each.
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from training.config.sft import Config
     from training.data.batches import TrainSet
     from training.teacher import Teacher
 
@@ -123,3 +124,17 @@ __all__ = [
     "vectors_path",
     "write_teacher_vectors",
 ]
+
+
+def teacher_vectors_for(cfg: Config, data: TrainSet) -> TeacherVectors:
+    """The teacher's vectors of run config ``cfg``'s training set ``data`` (SFT and RL's
+    distillation): read from beside the data, or computed once with the teacher the
+    data build used (``data.build.teacher_max_tokens``, ``train.threads``).
+    """
+
+    def make_teacher() -> Teacher:
+        from training.teacher import Teacher
+
+        return Teacher(max_tokens=cfg.data.build.teacher_max_tokens, threads=cfg.train.threads)
+
+    return ensure_teacher_vectors(cfg.data.train_path, data, make_teacher)
