@@ -92,6 +92,9 @@ class Settings:
     """User settings, persisted as JSON in the data directory."""
 
     model_path: str | None = None  # GGUF used for embedding; None: keyword search only
+    # The model_path that `model install --default --if-unset` (make run) set, not the
+    # user: while model_path still equals it, a later --if-unset may replace it.
+    model_auto: str | None = None
     folders: list[str] = field(default_factory=list)  # watched roots
     exclude: list[str] = field(default_factory=list)  # user glob patterns
     max_file_mb: float = 64.0  # files larger than this are skipped

@@ -8,7 +8,11 @@
   quantize it into ``<data dir>/models`` (a progress bar on stderr); it becomes
   the default model when none is set.
 - ``install GGUF [--default] [--if-unset]``: copy a GGUF into ``<data dir>/models``
-  and optionally make it the default model.
+  and optionally make it the default model. With ``--if-unset`` (what ``make run``
+  does) only a default the user did not choose is replaced: none, a missing file, one
+  an earlier ``--if-unset`` set, or the project's untrained stand-in that older
+  ``make run``s installed before they recorded so. A model chosen in the app, with
+  plain ``--default`` or by ``fetch``, stays.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from sr3desk.cli import add_db_argument
 if TYPE_CHECKING:
     from sr3desk.model.fetch import FetchProgress
     from sr3desk.model.ggufinfo import ModelInfo
+    from sr3desk.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -76,7 +81,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     inst.add_argument(
         "--if-unset",
         action="store_true",
-        help="with --default: only when no usable default model is set",
+        help="with --default: only when no default model is set that the user chose",
     )
     add_db_argument(inst)
     inst.set_defaults(func=run_install)
@@ -245,6 +250,7 @@ def run_fetch(args: argparse.Namespace) -> int:
     settings = Settings.load(home)
     if args.default or not _usable(settings.model_path):
         settings.model_path = str(path)
+        settings.model_auto = None
         settings.save(home)
         sys.stderr.write(f"{path.name} is now the default model\n")
     sys.stdout.write(f"{path}\n")
@@ -264,14 +270,50 @@ def run_install(args: argparse.Namespace) -> int:
     target = install_file(info, models_dir(home))
     settings = Settings.load(home)
     if args.default:
-        if args.if_unset and _usable(settings.model_path):
-            sys.stderr.write(f"default model left as {settings.model_path}\n")
+        if args.if_unset and not replaceable_default(settings, models_dir(home)):
+            chosen = settings.model_path or "none (keyword search only)"
+            sys.stderr.write(f"default model left as {chosen}, as the user chose\n")
         else:
             settings.model_path = str(target)
+            settings.model_auto = str(target) if args.if_unset else None
             settings.save(home)
             sys.stderr.write(f"{target.name} is now the default model\n")
     sys.stdout.write(f"{target}\n")
     return 0
+
+
+# The untrained SmolLM2 that `make models` built as the app's default before a trained
+# model shipped (training.testmodels): older `make run`s installed it as the default
+# without recording that they did. It is a placeholder, never a user's considered choice.
+STAND_IN = "smollm2-sr3"
+
+
+def replaceable_default(settings: Settings, models: Path) -> bool:
+    """True when ``install --default --if-unset`` may set the default model.
+
+    That is when the user has not chosen one: none is set and none was ever set
+    automatically (an automatic default the user then removed stays removed), the file
+    is gone, the default is the one an earlier ``--if-unset`` set (``model_auto``), or
+    (settings from before ``model_auto`` existed) it is the untrained stand-in installed
+    in ``models``.
+    """
+    from sr3desk.errors import Sr3Error
+    from sr3desk.model.ggufinfo import inspect_gguf
+
+    path = settings.model_path
+    if path is None:
+        return settings.model_auto is None
+    if not _usable(path):
+        return True
+    if settings.model_auto is not None:
+        return path == settings.model_auto
+    if Path(path).parent.resolve() != models.resolve():
+        return False
+    try:
+        info = inspect_gguf(path)
+    except Sr3Error:
+        return False
+    return info.name == STAND_IN and info.stage in (None, "base")
 
 
 def install_file(info: ModelInfo, folder: Path) -> Path:

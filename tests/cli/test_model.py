@@ -66,13 +66,14 @@ def test_info_of_a_bad_file(tmp_path: Path) -> None:
 def test_install_sets_the_default_once(
     tiny_gguf: Path, smollm2_gguf: Callable[[str], Path]
 ) -> None:
-    out = sr3desk("model", "install", str(tiny_gguf), "--default", "--if-unset")
+    out = sr3desk("model", "install", str(tiny_gguf), "--default")
     assert out.returncode == 0, out.stderr
     installed = home() / "models" / tiny_gguf.name
     assert out.stdout.strip() == str(installed)
     assert installed.stat().st_size == tiny_gguf.stat().st_size
     assert Settings.load(home()).model_path == str(installed)
-    # A second model with --if-unset leaves the default alone; plain --default changes it.
+    # A second model with --if-unset leaves the chosen default alone; plain --default
+    # changes it (which defaults --if-unset replaces: tests/cli/test_install_default.py).
     other = smollm2_gguf("Q4_K_M")
     out = sr3desk("model", "install", str(other), "--default", "--if-unset")
     assert out.returncode == 0, out.stderr
