@@ -393,7 +393,7 @@ class Report:
         if "bm25" in self.rows:
             for k, v in self.rows["bm25"].items():
                 out[f"bm25_{k}"] = round(v, 4)
-        out.update(dataset=self.dataset, split=self.split, queries=self.n_queries)
+        out.update(dataset=self.dataset, split=self.split, n_queries=self.n_queries)
         return out
 
     def title(self) -> str:

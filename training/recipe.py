@@ -213,7 +213,7 @@ def run(recipe: Recipe) -> str:
 
     heldout = evaluate(recipe, HELDOUT, with_reason, reason, [])
     recipe.results[HELDOUT] = heldout
-    ships = choose(heldout["rows"])
+    ships = choose(heldout["results"])
     recipe.results["ships"] = ships
     log.info("ships: %s", ships)
 
@@ -230,9 +230,8 @@ def run(recipe: Recipe) -> str:
             extra += ["--sample-queries", str(recipe.crossdomain_queries)]
         recipe.results[CROSSDOMAIN] = evaluate(recipe, CROSSDOMAIN, models, [], extra)
     if recipe.ship is not None:
-        command = _python("training.delta", "extract", "--base", cfg.model.path)
-        command += ["--trained", str(trained[ships]), "--out", str(recipe.ship)]
-        command += ["--eval-json", str(sr3_eval)]
+        command = _python("training.delta", "extract", trained[ships], "--base", cfg.model.path)
+        command += ["--out", str(recipe.ship), "--stage", ships, "--eval-json", str(sr3_eval)]
         run_stage(recipe, "ship", command)
     recipe.results["shipped_gguf"] = str(shipped)
     log.info("recipe: %s", recipe.save())
