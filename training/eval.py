@@ -173,13 +173,17 @@ def model_run(
     threads: int | None = None,
     depth: int = DEPTH,
     doc_cache: dict[str, np.ndarray] | None = None,
+    max_reason_tokens: int | None = None,
 ) -> Retrieval:
     """Hits of one GGUF through the app's runtime, and facts about the run.
 
     ``doc_cache`` (model id -> passage vectors) lets a model given under two labels
-    (with and without reasoning) embed the passages once.
+    (with and without reasoning) embed the passages once. ``max_reason_tokens``: the
+    reasoning budget with ``reason`` (None: the app's).
     """
-    from sr3desk.model.runtime import open_embedder
+    from sr3desk.model.runtime import DEFAULT_MAX_REASON_TOKENS, open_embedder
+
+    budget = DEFAULT_MAX_REASON_TOKENS if max_reason_tokens is None else max_reason_tokens
 
     ids = list(data.corpus)
     t0 = time.perf_counter()
@@ -192,7 +196,10 @@ def model_run(
         else:
             docs = cached
         t_docs = time.perf_counter() - t0
-        embedded = [embedder.embed_query(data.queries[q], reason=reason) for q in qids]
+        embedded = [
+            embedder.embed_query(data.queries[q], reason=reason, max_reason_tokens=budget)
+            for q in qids
+        ]
         info = {
             "kind": "gguf",
             "model": str(gguf),
@@ -201,6 +208,7 @@ def model_run(
             "stage": embedder.info.stage,
             "eval": embedder.info.eval,
             "reason": reason,
+            "max_reason_tokens": budget if reason else None,
             "forced": sum(e.forced for e in embedded),
             "seconds": round(time.perf_counter() - t0, 2),
             "docs_per_s": None if cached is not None else round(len(ids) / max(t_docs, 1e-9), 1),
@@ -487,6 +495,7 @@ def evaluate(
     weights_from: str | Path | None = None,
     sample_queries: int = 0,
     seed: int = 0,
+    max_reason_tokens: int | None = None,
 ) -> Report:
     """Evaluate BM25 and each ``label -> GGUF`` on a BEIR folder's ``split``.
 
@@ -495,7 +504,8 @@ def evaluate(
     > 0 then draws that many of them at random with ``seed``. ``teacher`` adds the
     teacher's row. Each label in ``fuse`` (a model label or ``teacher``) adds the row
     ``hybrid:LABEL``, weighted from the GGUF's ``sr3.eval``, else from the report
-    ``weights_from``, else from this run's figures. Rows come in that order: BM25
+    ``weights_from``, else from this run's figures. ``max_reason_tokens`` bounds
+    the reasoning of the ``reason`` labels (None: the app's budget). Rows come in that order: BM25
     (unless ``bm25`` is False), the models, the teacher, the fused rows.
     """
     known = [*models, *([TEACHER] if teacher else [])]
@@ -537,7 +547,9 @@ def evaluate(
     kept: dict[str, Retrieval] = {}  # the vector sides of the fused rows
     doc_cache: dict[str, np.ndarray] = {}
     for label, path in models.items():
-        got = model_run(path, data, qids, label in reason, threads, depth, doc_cache)
+        got = model_run(
+            path, data, qids, label in reason, threads, depth, doc_cache, max_reason_tokens
+        )
         report.add(label, _cut(got.run()), data, got.info)
         if label in fuse:
             kept[label] = got
@@ -615,6 +627,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="embed its queries after reasoning (as the app's deep search does)",
     )
     parser.add_argument(
+        "--max-reason-tokens",
+        type=int,
+        help="reasoning budget of the --reason rows (default: the app's)",
+    )
+    parser.add_argument(
         "--teacher", action="store_true", help="add the teacher's row (all-MiniLM-L6-v2)"
     )
     parser.add_argument(
@@ -681,6 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             weights_from=ns.weights_from,
             sample_queries=ns.sample_queries,
             seed=ns.seed,
+            max_reason_tokens=ns.max_reason_tokens,
         )
     except (Sr3Error, ValueError, TeacherMissing) as exc:
         sys.stderr.write(f"training.eval: error: {exc}\n")

@@ -211,7 +211,10 @@ def run(recipe: Recipe) -> str:
     with_reason = {**models, **{f"{k}-reason": v for k, v in ggufs.items()}}
     reason = [f"{k}-reason" for k in ggufs]
 
-    heldout = evaluate(recipe, HELDOUT, with_reason, reason, [])
+    # Reasoning within the budget RL trained with (the app's own is 256 tokens: an
+    # untrained model writes all of them for every query).
+    budget = ["--max-reason-tokens", str(cfg.rl.max_reason_tokens)]
+    heldout = evaluate(recipe, HELDOUT, with_reason, reason, budget)
     recipe.results[HELDOUT] = heldout
     ships = choose(heldout["results"])
     recipe.results["ships"] = ships

@@ -204,6 +204,7 @@ def test_cli_markdown(
             f"--model=tiny={tiny_gguf}",
             f"--model=tiny-reason={tiny_gguf}",
             "--reason=tiny-reason",
+            "--max-reason-tokens=4",
             "--fuse=tiny",
             "--sample-queries=3",
             "--seed=5",
@@ -237,6 +238,8 @@ def test_cli_markdown(
     assert "results:" not in stdout  # stdout is the markdown alone
     # One GGUF under two labels: its passages are embedded once.
     assert report["runs"]["tiny-reason"]["reason"] is True
+    assert report["runs"]["tiny-reason"]["max_reason_tokens"] == 4
+    assert report["runs"]["tiny"]["max_reason_tokens"] is None
     assert report["runs"]["tiny"]["docs_per_s"] > 0
     assert report["runs"]["tiny-reason"]["docs_per_s"] is None
     assert set(report["sr3_eval"]) == {"tiny", "tiny-reason"}
