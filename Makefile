@@ -36,7 +36,7 @@ BASE_MODEL_STAMPS := $(MODELS)/tiny-qwen2/tiny-qwen2.F32.gguf $(MODELS)/smollm2-
 TRAINED_STAMP := $(MODELS)/$(TRAINED_MODEL)/.recipe
 MODEL_STAMPS := $(BASE_MODEL_STAMPS) $(TRAINED_STAMP)
 
-.PHONY: run test setup models testdata lint bench screenshot clean distclean
+.PHONY: run test setup models testdata lint bench train screenshot clean distclean
 
 run: setup models
 	$(BIN)/sr3desk model install $(DEFAULT_MODEL) --default --if-unset
@@ -94,6 +94,13 @@ lint: setup
 	$(BIN)/ruff check sr3desk training tests bench
 	$(BIN)/ruff format --check sr3desk training tests bench
 	$(BIN)/mypy
+
+# The CPU recipe that makes the default model (training/recipe.py): data, SFT, RL,
+# export, evaluation, then the chosen model's delta into assets/ (about 1.5 h on 2 cores).
+CPU_RECIPE := training/configs/smollm2-135m-cpu.yaml
+train: setup $(BASE_MODEL_STAMPS) testdata
+	HF_HUB_OFFLINE=1 $(BIN)/python -m training.recipe --config $(CPU_RECIPE) \
+		--ship assets/models/$(TRAINED_MODEL)
 
 bench: setup models testdata
 	$(BIN)/python bench/embed.py
