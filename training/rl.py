@@ -147,6 +147,11 @@ def train(cfg: RLRunConfig) -> Path:
     else:
         ref_model = prepare.frozen_copy(model, bf16=accelerator.mixed_precision == "bf16")
         reference = ReasonLM(EmbedLM(ref_model, token_id, n_response)).to(device)
+        if cfg.model.train_layers:
+            # The layers SFT trained, and no others: the delta over the base stays the same.
+            prepare.train_top_layers(
+                model, cfg.model.train_layers, token_id, cfg.model.train_token_rows
+            )
     net = ReasonLM(EmbedLM(model, token_id, n_response))
     hf: Any = net.hf_model()  # the transformers model (peft's LoRA-injected base under LoRA)
     prepare.gradient_checkpointing(hf, cfg.model, generates=True)

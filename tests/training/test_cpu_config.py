@@ -100,3 +100,6 @@ def test_cpu_config_runs_two_steps_on_the_tiny_model(
     steps = [r for r in rl_log if "reward" in r]
     assert [r["step"] for r in steps] == [1, 2] and all(r["sft"] > 0 for r in steps)
     assert steps[-1]["env"]["reencoded_full"] == 10  # the sample, encoded once
+    sft_final = load_file(str(out / "final" / "model.safetensors"))
+    rl_final = load_file(str(rl_out / "final" / "model.safetensors"))
+    assert torch.equal(sft_final[low], rl_final[low])  # RL trains the same top layers only
