@@ -1,0 +1,185 @@
+"""`sr3desk tune`: the train extra, data from the index, the verdict, the switch and undo,
+a kill mid-training. Real runs: the tiny Qwen2 model, a few SFT steps, the app's runtime."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sr3desk.cli import main
+from sr3desk.model.ggufinfo import inspect_gguf
+from sr3desk.settings import Settings
+from sr3desk.tuning import STAGING
+from training.tune import steps_for
+
+DOCS = ("appetite", "whatnow", "interpreter", "venv", "modules", "errors", "stdlib", "classes")
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def indexed(
+    tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path, python_docs_sources: Path
+) -> Path:
+    """A data directory whose index holds 8 tutorial pages embedded by the tiny model,
+    which is the default model (read from beside its checkpoint)."""
+    root = tmp_path_factory.mktemp("tune-index")
+    docs = root / "docs"
+    docs.mkdir()
+    for name in DOCS:
+        src = python_docs_sources / "tutorial" / f"{name}.rst.txt"
+        (docs / src.name).write_bytes(src.read_bytes())
+    home = root / "home"
+    home.mkdir()
+    Settings(threads=1, model_path=str(tiny_gguf)).save(home)
+    assert main(["index", str(docs), "--db", str(home)]) == 0
+    return root
+
+
+@pytest.fixture
+def home(indexed: Path, tmp_path: Path) -> Path:
+    """A copy of the indexed data directory for one test."""
+    shutil.copytree(indexed, tmp_path / "copy")
+    home = tmp_path / "copy" / "home"
+    settings = Settings.load(home)
+    settings.folders = [str(tmp_path / "copy" / "docs")]
+    settings.save(home)
+    return home
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Size and mtime of every file under ``folder``."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def tune_args(home: Path, *extra: str) -> list[str]:
+    return ["tune", "--db", str(home), "--no-teacher", "--no-index", *extra]
+
+
+def test_missing_train_extra_is_one_line(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
+    before = snapshot(home)
+    assert main(["tune", "--db", str(home)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install -e '.[train]'" in err
+    assert snapshot(home) == before and not (home / STAGING).exists()
+
+
+def test_dataset_is_drawn_from_the_index_with_whole_files_held_out(
+    home: Path, tiny_qwen2_dir: Path
+) -> None:
+    from sr3desk.index.store import Store
+    from training.data.beir import load_beir
+    from training.tune import Tune, build_from_index
+
+    tune = Tune(home, Path(Settings.load(home).model_path or ""), tiny_qwen2_dir, teacher=False)
+    out = home / STAGING / "data"
+    manifest = build_from_index(tune, out)
+    held, trained = set(manifest["documents"]["heldout"]), set(manifest["documents"]["train"])
+    assert held and trained and not held & trained
+    with Store.open(home) as store:
+        indexed = {hit.path: hit for hit in store.sample_chunks(10_000)}
+    assert held | trained == set(indexed)  # every file comes from the index, none from disk
+    train, heldout = load_beir(out / "train", "train"), load_beir(out / "heldout", "test")
+    assert {p.doc for p in train.corpus.values()} == trained
+    assert {p.doc for p in heldout.corpus.values()} == held
+    for data in (train, heldout):
+        for qid in data.judged_queries():
+            assert all(pid in data.corpus for pid in data.qrels[qid])
+    assert heldout.judged_queries() and (out / "train" / "negatives.jsonl").is_file()
+
+
+def test_losing_tune_keeps_the_default_and_says_why(
+    home: Path, tiny_gguf: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index_before = snapshot(home / "index")
+    # A margin no model can clear: the verdict (training.tune.decide) must keep the current.
+    # Half a minute: the steps come from a probe's measured s/step.
+    assert main(tune_args(home, "--margin", "1.0", "--minutes", "0.5")) == 0
+    out = capsys.readouterr().out
+    assert "kept the current model: it scored nDCG@10" in out and "it needs +1.000" in out
+    assert "bm25" in out and "current" in out and "tuned" in out
+    assert Settings.load(home).model_path == str(tiny_gguf)
+    assert snapshot(home / "index") == index_before
+    result = json.loads((home / STAGING / "result.json").read_text())
+    assert result["wins"] is False
+    assert result["s_per_step"] > 0 and result["steps"] == steps_for(0.5, result["s_per_step"])
+    tuned = inspect_gguf(result["tuned"])
+    assert tuned.path.parent.parent == home / "models" and tuned.eval is not None
+    assert tuned.eval["ndcg@10"] == round(result["figures"]["tuned"]["ndcg@10"], 4)
+    assert tuned.eval["bm25_ndcg@10"] == round(result["figures"]["bm25"]["ndcg@10"], 4)
+
+
+def test_winning_tune_switches_then_undo_restores(
+    home: Path, tiny_gguf: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Any tuned model clears a margin of -1: the same verdict code, the other branch.
+    assert main(tune_args(home, "--margin", "-1", "--steps", "3")) == 0
+    out = capsys.readouterr().out
+    result = json.loads((home / STAGING / "result.json").read_text())
+    assert result["wins"] is True and "is now the default model" in out
+    assert Settings.load(home).model_path == result["tuned"]
+    tuned_id = inspect_gguf(result["tuned"]).model_id
+
+    # The next indexing run builds the tuned model's generation (the old one served meanwhile).
+    folders = Settings.load(home).folders
+    assert main(["index", *folders, "--db", str(home)]) == 0
+    capsys.readouterr()
+    assert main(["status", "--db", str(home), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == tuned_id
+
+    assert main(["tune", "--undo", "--db", str(home)]) == 0
+    assert Settings.load(home).model_path == str(tiny_gguf)
+    assert main(["tune", "--undo", "--db", str(home)]) == 2  # nothing left to undo
+
+
+def test_kill_during_training_leaves_model_and_index(home: Path, tiny_gguf: Path) -> None:
+    settings_before = (home / "settings.json").read_bytes()
+    index_before = snapshot(home / "index")
+    env = {**os.environ, "SR3DESK_HOME": str(home)}
+    command = [sys.executable, "-m", "sr3desk", *tune_args(home, "--steps", "500")]
+    proc = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        sft = home / STAGING / "sft"
+        deadline = time.monotonic() + 300
+        # Killed once SFT has logged its first steps: mid-training, for sure.
+        while not (sft / "log.jsonl").is_file():
+            assert proc.poll() is None, "tune ended before training"
+            assert time.monotonic() < deadline, "no training step within 5 minutes"
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert (home / "settings.json").read_bytes() == settings_before
+    assert snapshot(home / "index") == index_before
+    assert not list((home / "models").glob("*"))
+
+    # The next run starts clean and finishes.
+    assert main(tune_args(home, "--margin", "1.0", "--steps", "3")) == 0
+    assert Settings.load(home).model_path == str(tiny_gguf)
+    assert json.loads((home / STAGING / "result.json").read_text())["steps"] == 3
