@@ -43,6 +43,7 @@ from training.config import BuildConfig
 from training.data.beir import BeirSet, CorpusEntry, write_beir
 from training.data.build import MANIFEST, _assemble_split, _DocPassages, split_documents
 from training.data.mining import NEGATIVES, bm25_scorer, mine_negatives, write_negatives
+from training.data.teacher_vectors import TEACHER_VECTORS, TeacherVectors, write_teacher_vectors
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class Tune:
     teacher: bool = True
     overrides: list[str] = field(default_factory=list)
     seed: int = 0
+    distill: bool = False  # set when the data carries the teacher's vectors
     stages: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -212,9 +214,14 @@ def build_from_index(tune: Tune, out: Path) -> dict[str, Any]:
     if not train.judged_queries() or not heldout.judged_queries():
         raise TuneError("the index's passages gave no pseudo-queries on one side of the split")
     filtered = 0
+    vectors = None
     if tune.teacher and _teacher_installed():
-        filtered = _teacher_filter(train)
+        vectors, filtered = _teacher_filter(train)
     write_beir(train, out / "train", "train")
+    if vectors is not None:
+        # SFT distils the teacher's ranking as the CPU recipe does (loss.distill).
+        write_teacher_vectors(out / "train" / TEACHER_VECTORS, vectors)
+        tune.distill = True
     write_beir(heldout, out / "heldout", "test")
     texts = [p.full_text for p in train.corpus.values()]
     write_negatives(
@@ -249,8 +256,9 @@ def _teacher_installed() -> bool:
     return importlib.util.find_spec(MODULE) is not None
 
 
-def _teacher_filter(train: BeirSet, k: int = 20) -> int:
-    """Drop training queries whose passage the teacher does not rank in its top ``k``."""
+def _teacher_filter(train: BeirSet, k: int = 20) -> tuple[TeacherVectors, int]:
+    """Drop training queries whose passage the teacher does not rank in its top ``k``;
+    returns the teacher's vectors and how many queries were dropped."""
     from training.data.filtering import teacher_filter
     from training.data.teacher_vectors import compute_teacher_vectors
     from training.teacher import Teacher
@@ -259,7 +267,7 @@ def _teacher_filter(train: BeirSet, k: int = 20) -> int:
     queries = {q: train.queries[q] for q in train.judged_queries()}
     passages = {pid: p.full_text for pid, p in train.corpus.items()}
     vectors = compute_teacher_vectors(teacher, queries, passages)
-    return len(teacher_filter(train, vectors, k))
+    return vectors, len(teacher_filter(train, vectors, k))
 
 
 def _n_layers(base: Path) -> int:
@@ -287,7 +295,7 @@ def sft_args(tune: Tune, data: Path, out: Path, steps: int) -> list[str]:
         "data.build.miner=bm25",
         "data.build.teacher_filter_k=0",
         "data.build.teacher_vectors=false",
-        "loss.distill=0",
+        *([] if tune.distill else ["loss.distill=0"]),
         f"train.out_dir={out}",
         f"train.steps={steps}",
         f"optim.warmup_steps={max(1, min(20, steps // 10))}",

@@ -183,3 +183,15 @@ def test_kill_during_training_leaves_model_and_index(home: Path, tiny_gguf: Path
     assert main(tune_args(home, "--margin", "1.0", "--steps", "3")) == 0
     assert Settings.load(home).model_path == str(tiny_gguf)
     assert json.loads((home / STAGING / "result.json").read_text())["steps"] == 3
+
+
+def test_short_disk_space_fails_clearly(
+    tmp_path: Path, tiny_qwen2_dir: Path, tiny_gguf: Path
+) -> None:
+    from training.tune import TuneError, check_space, space_needed
+
+    needed = space_needed(tiny_qwen2_dir, tiny_gguf)
+    assert needed > 5 * (tiny_qwen2_dir / "model.safetensors").stat().st_size
+    with pytest.raises(TuneError, match=r"not enough disk space in .*: tuning needs about"):
+        check_space(tmp_path, shutil.disk_usage(tmp_path).free + 10**15)
+    check_space(tmp_path, 1)
