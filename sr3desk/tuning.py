@@ -44,13 +44,26 @@ def missing_train_extra() -> str | None:
     return None
 
 
-def checkpoint_of(gguf: Path) -> Path | None:
-    """The HF checkpoint a GGUF was made from, when it lies beside it (a folder with
-    ``config.json`` and safetensors, as tuned models and test models are kept); else None."""
-    folder = gguf.parent
-    if (folder / "config.json").is_file() and any(folder.glob("*.safetensors")):
-        return folder
-    return None
+def _is_checkpoint(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+
+
+def checkpoint_of(gguf: Path, root: Path | None = None) -> tuple[Path, Path | None] | None:
+    """Where the weights of the model in ``gguf`` can be trained from: ``(checkpoint,
+    None)`` when its HF checkpoint lies beside it (tuned models and test models are kept
+    so), or ``(base checkpoint, delta folder)`` for a model shipped as a delta in a
+    source checkout ``root`` (default: this one): ``assets/models/NAME/delta.json`` over
+    ``build/models/BASE``. None when neither is found."""
+    if _is_checkpoint(gguf.parent):
+        return gguf.parent, None
+    root = root or Path(__file__).resolve().parents[1]
+    delta = root / "assets" / "models" / gguf.name.split(".")[0]
+    try:
+        manifest = json.loads((delta / "delta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    base = root / "build" / "models" / str(manifest["base"]["recipe"]).split("/")[0]
+    return (base, delta) if _is_checkpoint(base) else None
 
 
 def tune_command(
@@ -62,10 +75,13 @@ def tune_command(
     margin: float | None = None,
     teacher: bool = True,
     overrides: Sequence[str] = (),
+    delta: Path | None = None,
 ) -> list[str]:
     """The ``python -m training.tune`` command line for these settings."""
     command = [sys.executable, "-m", "training.tune", "--home", str(home)]
     command += ["--model", str(model), "--base", str(base), "--minutes", str(minutes)]
+    if delta is not None:
+        command += ["--delta", str(delta)]
     if steps:
         command += ["--steps", str(steps)]
     if margin is not None:

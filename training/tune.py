@@ -122,6 +122,7 @@ class Tune:
     overrides: list[str] = field(default_factory=list)
     seed: int = 0
     distill: bool = False  # set when the data carries the teacher's vectors
+    delta: Path | None = None  # the current model is ``base`` + this delta (training.delta)
     stages: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -146,10 +147,10 @@ def run_stage(tune: Tune, name: str, command: Sequence[str]) -> None:
 
 
 def space_needed(base: Path, model: Path) -> int:
-    """Bytes a run writes: two checkpoints and a final one of ``base``'s size, the
-    probe's, two GGUFs of ``model``'s size and the F16 one, plus :data:`SPARE_BYTES`."""
+    """Bytes a run writes: a merged base, two checkpoints and a final one of ``base``'s
+    size, the probe's, two GGUFs of ``model``'s size and the F16 one, plus :data:`SPARE_BYTES`."""
     weights = sum(p.stat().st_size for p in base.glob("*.safetensors"))
-    return 5 * weights + 3 * model.stat().st_size + SPARE_BYTES
+    return 6 * weights + 3 * model.stat().st_size + SPARE_BYTES
 
 
 def check_space(folder: Path, needed: int) -> None:
@@ -270,6 +271,22 @@ def _teacher_filter(train: BeirSet, k: int = 20) -> tuple[TeacherVectors, int]:
     return vectors, len(teacher_filter(train, vectors, k))
 
 
+def merge_delta(base: Path, delta_dir: Path, out: Path) -> Path:
+    """The HF checkpoint of a model shipped as a delta (``delta_dir``) over ``base``,
+    written to ``out`` after checking that ``base`` is the one the delta was made for;
+    returns ``out``. Raises :class:`TuneError` when the delta or the base does not fit."""
+    from training.delta.apply import check_base, load
+    from training.delta.manifest import DeltaError
+    from training.delta.tensors import merge
+
+    try:
+        manifest, tensors, _reference = load(delta_dir)
+        check_base(base, manifest)
+        return merge(base, tensors, out)
+    except DeltaError as exc:
+        raise TuneError(str(exc)) from exc
+
+
 def _n_layers(base: Path) -> int:
     config = json.loads((base / "config.json").read_text(encoding="utf-8"))
     return int(config.get("num_hidden_layers", 0))
@@ -351,6 +368,10 @@ def run(tune: Tune) -> dict[str, Any]:
     shutil.rmtree(staging, ignore_errors=True)  # what a killed run left
     staging.mkdir(parents=True)
     check_space(tune.home, space_needed(tune.base, tune.model))
+    if tune.delta is not None:
+        t0 = time.perf_counter()
+        tune.base = merge_delta(tune.base, tune.delta, staging / "base")
+        tune.stages["merge"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     data = staging / "data"
@@ -422,6 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--home", required=True, help="the data directory (index, models)")
     parser.add_argument("--model", required=True, help="the current model's GGUF")
     parser.add_argument("--base", required=True, help="its HF checkpoint folder")
+    parser.add_argument("--delta", help="the current model is --base plus this delta folder")
     parser.add_argument("--minutes", type=float, default=60.0, help="time to spend (default 60)")
     parser.add_argument("--steps", type=int, default=0, help="SFT steps (default: from --minutes)")
     parser.add_argument("--margin", type=float, default=MARGIN, help="nDCG@10 the tuned must gain")
@@ -435,6 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         home=Path(ns.home).resolve(),
         model=Path(ns.model).resolve(),
         base=Path(ns.base).resolve(),
+        delta=Path(ns.delta).resolve() if ns.delta else None,
         minutes=ns.minutes,
         steps=ns.steps,
         margin=ns.margin,

@@ -74,12 +74,13 @@ def run(args: argparse.Namespace) -> int:
     if not current or not Path(current).is_file():
         raise Sr3Error("Cannot tune: no default model is set (sr3desk model install --default)")
     model = Path(current)
-    base = Path(args.base) if args.base else checkpoint_of(model)
-    if base is None:
+    found = (Path(args.base), None) if args.base else checkpoint_of(model)
+    if found is None:
         raise Sr3Error(
             f"Cannot tune {model.name}: its training checkpoint is not beside it; "
             "give it with --base HF_DIR"
         )
+    base, delta = found
     command = tune_command(
         home,
         model,
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         margin=args.margin,
         teacher=not args.no_teacher,
         overrides=args.set,
+        delta=delta,
     )
     line = TerminalLine(sys.stderr)
     tty = sys.stderr.isatty()

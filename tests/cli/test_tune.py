@@ -195,3 +195,22 @@ def test_short_disk_space_fails_clearly(
     with pytest.raises(TuneError, match=r"not enough disk space in .*: tuning needs about"):
         check_space(tmp_path, shutil.disk_usage(tmp_path).free + 10**15)
     check_space(tmp_path, 1)
+
+
+def test_a_model_shipped_as_a_delta_is_tuned_from_base_and_delta(
+    tmp_path: Path, tiny_qwen2_dir: Path, tiny_gguf: Path
+) -> None:
+    from sr3desk.tuning import checkpoint_of
+
+    assert checkpoint_of(tiny_gguf) == (tiny_qwen2_dir, None)  # the checkpoint beside it
+    root = tmp_path / "checkout"
+    delta = root / "assets" / "models" / "shipped"
+    delta.mkdir(parents=True)
+    (delta / "delta.json").write_text(json.dumps({"base": {"recipe": "tiny-qwen2/1"}}))
+    gguf = tmp_path / "models" / "shipped.Q8_0.gguf"
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"")
+    assert checkpoint_of(gguf, root) is None  # the base is not built
+    (root / "build" / "models").mkdir(parents=True)
+    (root / "build" / "models" / "tiny-qwen2").symlink_to(tiny_qwen2_dir)
+    assert checkpoint_of(gguf, root) == (root / "build" / "models" / "tiny-qwen2", delta)
