@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 # Modules of the `train` extra that tuning needs (looked up, never imported here).
 TRAIN_MODULES = ("torch", "transformers", "safetensors", "yaml")
 INSTALL_HINT = "tuning needs the train extra: pip install -e '.[train]'"
-STAGING = "tune-staging"  # training.tune.STAGING
-RESULT = "result.json"
+STAGING = "tune-staging"  # where training.tune writes everything
+RESULT = "result.json"  # what it did, in STAGING
 HISTORY = "tune-history.json"  # the default models a tune replaced, newest last
 
 

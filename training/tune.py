@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sr3desk.tuning import RESULT, STAGING
 from training.config import BuildConfig
 from training.data.beir import BeirSet, CorpusEntry, write_beir
 from training.data.build import MANIFEST, _assemble_split, _DocPassages, split_documents
@@ -47,8 +48,6 @@ from training.data.teacher_vectors import TEACHER_VECTORS, TeacherVectors, write
 
 log = logging.getLogger(__name__)
 
-STAGING = "tune-staging"
-RESULT = "result.json"
 CONFIG = Path(__file__).parent / "configs" / "smollm2-135m-cpu.yaml"
 QUANT = "Q8_0"
 # The tuned model must beat the current one by this much held-out nDCG@10 on the
