@@ -7,6 +7,8 @@ runs the child, and switches the default model when the tuned one won; the switc
 one settings write, the same as ``model install --default``: the next indexing run
 (``sr3desk index``/``watch``, the window) then builds the new model's generation beside
 the old one, which serves until it is complete (:mod:`sr3desk.index.generations`).
+:func:`start_background_index` starts that run at once, detached, and remembers it so
+that the next switch or :func:`undo` can stop it: its model is then no longer wanted.
 :func:`undo` puts the previous model back at once: its generation is still the active
 one until the new one completes, and is rebuilt otherwise.
 """
@@ -17,8 +19,10 @@ import importlib.util
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,13 @@ INSTALL_HINT = "tuning needs the train extra: pip install -e '.[train]'"
 STAGING = "tune-staging"  # where training.tune writes everything
 RESULT = "result.json"  # what it did, in STAGING
 HISTORY = "tune-history.json"  # the default models a tune replaced, newest last
+INDEX_LOG = "tune-index.log"  # the output of the re-embedding a switch starts
+INDEX_PROCESS = "tune-index.json"  # that re-embedding's pid and command line
+STOP_TIMEOUT_S = 10.0  # the longest a killed re-embedding takes to be gone
+
+# The re-embeddings this process started, by pid: kept so that they are reaped (the
+# window outlives them) and never garbage-collected while they run.
+_started: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def missing_train_extra() -> str | None:
@@ -132,7 +143,9 @@ def _save_history(home: Path, items: list[str]) -> None:
 
 def switch_default(home: Path, model: Path) -> str | None:
     """Make ``model`` the default model (as ``model install --default`` does), remembering
-    the one it replaces for :func:`undo`; returns that one's path (None: there was none)."""
+    the one it replaces for :func:`undo`; returns that one's path (None: there was none).
+    A re-embedding an earlier switch started is stopped first: its model is replaced."""
+    stop_background_index(home)
     settings = Settings.load(home)
     previous = settings.model_path
     _save_history(home, [*_history(home), previous or ""])
@@ -145,10 +158,15 @@ def switch_default(home: Path, model: Path) -> str | None:
 
 def undo(home: Path) -> str | None:
     """Go back to the default model the last switch replaced; returns its path (None:
-    keyword search only). Raises :class:`Sr3Error` when no tune switched the model."""
+    keyword search only). Raises :class:`Sr3Error` when no tune switched the model.
+
+    The re-embedding the switch started is stopped first, so that the generation it
+    builds can no longer replace the served one; the next indexing run drops it.
+    """
     items = _history(home)
     if not items:
         raise Sr3Error("Nothing to undo: no tune has changed the default model")
+    stop_background_index(home)
     previous = items.pop()
     settings = Settings.load(home)
     settings.model_path = previous or None
@@ -160,14 +178,22 @@ def undo(home: Path) -> str | None:
 
 
 def start_background_index(home: Path) -> int | None:
-    """Start ``sr3desk index`` over the remembered folders, detached, so the new default
-    model's generation is built while the old one serves; returns its pid (None: no
-    folders are remembered). Its output goes to ``<data dir>/tune-index.log``."""
-    folders = Settings.load(home).folders
-    if not folders:
+    """Start ``sr3desk index`` over the remembered folders with the default model,
+    detached, so that its generation is built while the old one serves; returns its pid
+    (None: no folder or no default model). One an earlier switch started is stopped
+    first. Its output goes to ``<data dir>/tune-index.log``; its pid and command line to
+    ``tune-index.json``, for :func:`stop_background_index`."""
+    stop_background_index(home)
+    settings = Settings.load(home)
+    # A folder gone from the disk would fail the whole run; the indexer still reads
+    # every remembered one that exists (they are its rebuild roots).
+    folders = [f for f in settings.folders if os.path.exists(f)]
+    if not folders or not settings.model_path:
         return None
-    command = [sys.executable, "-m", "sr3desk", "index", *folders, "--db", str(home)]
-    with (home / "tune-index.log").open("ab") as logfile:
+    # The model is named: `index` would prefer $SR3DESK_MODEL to the new default.
+    command = [sys.executable, "-m", "sr3desk", "index", "--db", str(home)]
+    command += ["--model", settings.model_path, *folders]
+    with (home / INDEX_LOG).open("ab") as logfile:
         proc = subprocess.Popen(
             command,
             stdout=logfile,
@@ -175,4 +201,62 @@ def start_background_index(home: Path) -> int | None:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+    for pid in [pid for pid, child in _started.items() if child.poll() is not None]:
+        del _started[pid]
+    _started[proc.pid] = proc
+    tmp = home / f".{INDEX_PROCESS}.part"
+    tmp.write_text(json.dumps({"pid": proc.pid, "command": command}), encoding="utf-8")
+    os.replace(tmp, home / INDEX_PROCESS)
+    log.info("re-embedding for %s started (pid %d)", settings.model_path, proc.pid)
     return proc.pid
+
+
+def stop_background_index(home: Path) -> bool:
+    """Kill the re-embedding :func:`start_background_index` started in ``home`` (its
+    whole process group) if it still runs, and wait until it is gone; returns True when
+    it was running. The index is made to survive a kill at any instant; a gentler stop
+    would still commit its last vectors and could complete the unwanted generation."""
+    record = home / INDEX_PROCESS
+    try:
+        raw = json.loads(record.read_text(encoding="utf-8"))
+        pid, command = int(raw["pid"]), [str(a) for a in raw["command"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    running = _runs(pid, command)
+    if running:
+        log.info("stopping the re-embedding (pid %d)", pid)
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            running = False
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    child = _started.pop(pid, None)
+    if child is not None and running:
+        try:
+            child.wait(STOP_TIMEOUT_S)  # reaped: our own child
+        except subprocess.TimeoutExpired:
+            log.warning("the re-embedding (pid %d) did not end when killed", pid)
+    record.unlink(missing_ok=True)
+    return running
+
+
+def _runs(pid: int, command: list[str]) -> bool:
+    """True when ``pid`` is alive and runs ``command`` (not a process that got the pid
+    of one long gone). Only Linux's /proc tells; elsewhere nothing is killed."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return _alive(pid) and cmdline.split(b"\0")[:-1] == [os.fsencode(a) for a in command]
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and has not exited (a zombie waiting to be reaped by
+    its parent has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] not in (["Z"], ["X"])

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from sr3desk.errors import Sr3Error
     from sr3desk.settings import Settings, data_dir
     from sr3desk.tuning import (
+        INDEX_LOG,
         checkpoint_of,
         missing_train_extra,
         run_tune,
@@ -117,7 +118,12 @@ def run(args: argparse.Namespace) -> int:
         out.write(f"{Path(tuned).name} is now the default model: {result['reason']}\n")
         pid = None if args.no_index else start_background_index(home)
         if pid is not None:
-            out.write("its vectors are being built; the current ones serve until then\n")
+            out.write(
+                "its vectors are being built (log: "
+                f"{home / INDEX_LOG}); the current ones serve until then\n"
+            )
+        else:
+            out.write("the next `sr3desk index` builds its vectors; the current ones serve\n")
         out.write("`sr3desk tune --undo` returns to the previous model\n")
     else:
         out.write(f"kept the current model: {result['reason']}; the tuned one is in {tuned}\n")

@@ -280,6 +280,18 @@ class Pointer:
         self.save()
         log.info("The index now serves %s", meta.gens[key].model_name)
 
+    def abandon_building(self) -> None:
+        """Give up the generation being built, if any: it never served, so it is
+        retired to be dropped at once."""
+        meta = self.meta
+        if meta.building is None:
+            return
+        gen = meta.gens.get(meta.building)
+        log.info("Dropping the unfinished index of %s", gen.model_id if gen else meta.building)
+        meta.retired[meta.building] = 0.0
+        meta.building = None
+        self.save()
+
     def due_for_drop(self, now: float | None = None) -> list[Generation]:
         """Retired generations whose grace time is over (removed from the pointer
         by :meth:`forget`)."""

@@ -109,6 +109,10 @@ class Store:
         elif self.model is not None and gen.model_path != str(self.model.path):
             gen.model_path = str(self.model.path)  # the file moved
             pointer.save()
+        if self.model is not None and gen.key == pointer.meta.active:
+            # The served model writes again (the default went back to it): the other
+            # model's unfinished generation would never complete; it is dropped below.
+            pointer.abandon_building()
         maintenance.drop_retired(conn, pointer)
         maintenance.drop_debris(conn, pointer)
         maintenance.ensure_tables(conn, gen)

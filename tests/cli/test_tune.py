@@ -21,6 +21,7 @@ from sr3desk.tuning import STAGING
 from training.tune import steps_for
 
 DOCS = ("appetite", "whatnow", "interpreter", "venv", "modules", "errors", "stdlib", "classes")
+QUERY = "handling exceptions raised by a function"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -65,6 +66,23 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 def tune_args(home: Path, *extra: str) -> list[str]:
     return ["tune", "--db", str(home), "--no-teacher", "--no-index", *extra]
+
+
+def served_by(home: Path, gguf: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """Assert that ``sr3desk search --mode vector`` answers from the generation of the
+    model in ``gguf``, with that model's query vector (its best hit and score are those
+    of a search of the served vectors with it); returns what it wrote on stderr."""
+    from sr3desk.index.store import Store
+    from sr3desk.model.runtime import open_embedder
+
+    assert main(["search", QUERY, "--db", str(home), "--mode", "vector", "--json"]) == 0
+    out, err = capsys.readouterr()
+    best = json.loads(out)["results"][0]
+    with open_embedder(gguf, threads=1) as embedder, Store.open(home) as reader:
+        assert reader.read_model_id == embedder.model_id
+        hit = reader.vector_search(embedder.embed_query(QUERY).vector, 1)[0]
+    assert best["chunk"] == hit.text and best["score"] == pytest.approx(hit.score, abs=1e-4)
+    return err
 
 
 def test_missing_train_extra_is_one_line(
@@ -151,7 +169,9 @@ def test_winning_tune_switches_then_undo_restores(
     assert main(["tune", "--undo", "--db", str(home)]) == 2  # nothing left to undo
 
 
-def test_kill_during_training_leaves_model_and_index(home: Path, tiny_gguf: Path) -> None:
+def test_kill_during_training_leaves_model_and_index(
+    home: Path, tiny_gguf: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     settings_before = (home / "settings.json").read_bytes()
     index_before = snapshot(home / "index")
     env = {**os.environ, "SR3DESK_HOME": str(home)}
@@ -178,11 +198,23 @@ def test_kill_during_training_leaves_model_and_index(home: Path, tiny_gguf: Path
     assert (home / "settings.json").read_bytes() == settings_before
     assert snapshot(home / "index") == index_before
     assert not list((home / "models").glob("*"))
+    # Search serves as before: the current model's vectors, with no note of another.
+    assert "served by" not in served_by(home, tiny_gguf, capsys)
+    left = {p for p in (home / STAGING).rglob("*") if p.is_file()}
+    assert sft / "log.jsonl" in left
+    (home / STAGING / "left-by-a-killed-run").write_text("")  # whatever a kill leaves
 
-    # The next run starts clean and finishes.
+    # The next run starts clean (nothing the killed one wrote is left) and finishes.
+    started = time.time_ns()
     assert main(tune_args(home, "--margin", "1.0", "--steps", "3")) == 0
     assert Settings.load(home).model_path == str(tiny_gguf)
     assert json.loads((home / STAGING / "result.json").read_text())["steps"] == 3
+    staged = [p for p in (home / STAGING).rglob("*") if p.is_file()]
+    assert staged and all(p.stat().st_mtime_ns >= started for p in staged)
+    assert not (home / STAGING / "left-by-a-killed-run").exists()
+    assert snapshot(home / "index") == index_before
+    capsys.readouterr()
+    assert "served by" not in served_by(home, tiny_gguf, capsys)
 
 
 def test_short_disk_space_fails_clearly(
