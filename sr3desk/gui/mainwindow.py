@@ -45,6 +45,7 @@ from sr3desk.gui.results import ResultsModel, ResultsView
 from sr3desk.gui.searchflow import STAGE_HYBRID, SearchFlow
 from sr3desk.gui.settings_dialog import SettingsDialog, describe_model
 from sr3desk.gui.status import IndexStatusWidget, format_count
+from sr3desk.gui.tune import TuneDialog
 from sr3desk.gui.welcome import CHOICE_DOWNLOAD, WelcomeDialog
 from sr3desk.gui.widgets import Banner, ReasoningPanel, SearchField
 from sr3desk.gui.workers import settle_heap, start_job
@@ -74,6 +75,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.problems: ProblemsDialog | None = None
         self.welcome: WelcomeDialog | None = None
+        self.tune: TuneDialog | None = None
         self.download = ModelDownload(home, parent=self)
         self._build()
         self._actions()
@@ -215,8 +217,11 @@ class MainWindow(QMainWindow):
         self.act_pause = self._action("&Pause indexing", ["Ctrl+Shift+P"], self.toggle_pause)
         self.act_reindex = self._action("&Update now", ["F5"], self.engine.start_indexing)
         self.act_problems = self._action("P&roblems…", [], self.show_problems)
+        self.act_tune = self._action("&Tune the model to my documents…", [], self.open_tune)
         for a in (self.act_pause, self.act_reindex, self.act_problems):
             index_menu.addAction(a)
+        index_menu.addSeparator()
+        index_menu.addAction(self.act_tune)
 
         help_menu = menu.addMenu("&Help")
         help_menu.addAction(self._action("&Keyboard shortcuts", ["F1"], self.show_shortcuts))
@@ -514,6 +519,23 @@ class MainWindow(QMainWindow):
         dialog.finished.connect(dialog.deleteLater)
         dialog.open()
         return dialog
+
+    def open_tune(self) -> TuneDialog:
+        """Open the "tune the model" dialog (non-modal), or the one whose run goes on;
+        returns it. A tuned model it makes the default is applied here, which indexes."""
+        if self.tune is None or not self.tune.running:
+            if self.tune is not None:
+                self.tune.deleteLater()
+
+            def use(path: str | None) -> None:
+                self.apply_settings(replace(self.engine.settings, model_path=path, model_auto=None))
+
+            self.tune = TuneDialog(
+                self.home, self.engine.settings.model_path, self, apply_model=use
+            )
+        self.tune.show()
+        self.tune.raise_()
+        return self.tune
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         """Accept folders dragged onto the window."""

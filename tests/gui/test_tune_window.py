@@ -1,0 +1,300 @@
+"""Index ▸ Tune the model to my documents: the dialog over a real ``training.tune`` run.
+
+The runs are real (the tiny Qwen2 model, a few SFT steps, the app's runtime) on 8
+Python tutorial pages indexed once for the module, as in ``tests/cli/test_tune.py``;
+the tests drive the window and the dialog like a user and wait on their signals.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib.util
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from sr3desk.cli import main
+from sr3desk.gui import tune as tune_module
+from sr3desk.gui.app import create_window
+from sr3desk.gui.mainwindow import MainWindow
+from sr3desk.gui.tune import RunProgress, TuneDialog, estimate, last_record
+from sr3desk.model.ggufinfo import inspect_gguf
+from sr3desk.settings import Settings
+from sr3desk.tuning import HISTORY, STAGING
+
+DOCS = ("appetite", "whatnow", "interpreter", "venv", "modules", "errors", "stdlib", "classes")
+RUN_TIMEOUT_MS = 300_000  # a whole tiny run: about a minute on 2 busy cores
+
+
+@pytest.fixture(scope="module")
+def indexed(
+    tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path, python_docs_sources: Path
+) -> Path:
+    """A data directory whose index holds 8 tutorial pages embedded by the tiny model,
+    which is the default model (its checkpoint lies beside it)."""
+    root = tmp_path_factory.mktemp("tune-window")
+    docs = root / "docs"
+    docs.mkdir()
+    for name in DOCS:
+        src = python_docs_sources / "tutorial" / f"{name}.rst.txt"
+        (docs / src.name).write_bytes(src.read_bytes())
+    home = root / "home"
+    home.mkdir()
+    Settings(threads=1, model_path=str(tiny_gguf), first_run_done=True).save(home)
+    assert main(["index", str(docs), "--db", str(home)]) == 0
+    return root
+
+
+@pytest.fixture
+def home(indexed: Path, tmp_path: Path) -> Path:
+    """A copy of the indexed data directory for one test, its folder remembered."""
+    shutil.copytree(indexed, tmp_path / "copy")
+    home = tmp_path / "copy" / "home"
+    settings = Settings.load(home)
+    settings.folders = [str(tmp_path / "copy" / "docs")]
+    settings.save(home)
+    return home
+
+
+@pytest.fixture
+def window(qtbot: QtBot, home: Path) -> Iterator[MainWindow]:
+    """The window over ``home``, shown, not started."""
+    w = create_window(home, Settings.load(home))
+    qtbot.addWidget(w)
+    w.resize(1000, 650)
+    w.show()
+    yield w
+    if w.tune is not None and w.tune.running:
+        with qtbot.waitSignal(w.tune.run_ended, timeout=30000):
+            w.tune.cancel()
+    w.close()
+    assert w.engine.shutdown(10)
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Size and mtime of every file under ``folder``."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def group_states(pgid: int) -> dict[int, str]:
+    """State letter (R, S, T, Z…) of each process in process group ``pgid``, from /proc."""
+    states = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # pid (comm) state ppid pgrp …: comm may hold spaces, so split after it.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[2]) == pgid:
+            states[int(stat.parent.name)] = fields[0]
+    return states
+
+
+def alive(pgid: int) -> dict[int, str]:
+    return {pid: s for pid, s in group_states(pgid).items() if s != "Z"}
+
+
+def in_training(p: RunProgress) -> bool:
+    return p.stage == "sft" and p.step >= 1
+
+
+def test_doctests_and_the_training_share_agree() -> None:
+    result = doctest.testmod(tune_module)
+    assert result.attempted >= 4 and result.failed == 0
+    from training.tune import TRAIN_SHARE
+
+    assert tune_module.TRAIN_SHARE == TRAIN_SHARE
+
+
+def test_progress_follows_the_runs_lines_and_sft_log(tmp_path: Path) -> None:
+    p = RunProgress(minutes=10)
+    assert not p.read_line("09:00:01 data from the index: {'train_passages': 40}", 5.0)
+    assert p.read_line("09:00:02 == probe: /usr/bin/python -m training.sft --config x", 20.0)
+    assert p.stage == "probe" and estimate(p, 20.0)[1] == 360 + 220.0  # the plan, nothing measured
+    p.read_line("09:00:30 1.50 s/step measured: 240 steps in 10 minutes", 30.0)
+    assert (p.steps, p.s_per_step) == (240, 1.5)
+    assert p.read_line("09:00:31 == sft: /usr/bin/python -m training.sft", 30.0)
+    log_file = tmp_path / "log.jsonl"
+    log_file.write_text(
+        json.dumps({"step": 10, "s_per_step": 2.0}) + "\n" + '{"step": 20, "s_per_st'
+    )
+    record = last_record(log_file)  # a line being written is not read
+    assert record is not None
+    p.read_sft_record(record)
+    done, left = estimate(p, 50.0)
+    # 230 steps at the measured 2 s, and 240 - 30 s planned besides SFT.
+    assert p.step == 10 and left == 230 * 2.0 + 210 and 0 < done < 0.1
+    assert p.read_line("09:08:00 == export: /usr/bin/python -m training.export", 500.0)
+    assert p.sft_end == 500.0 and estimate(p, 500.0)[1] == 240 - 30.0
+    assert estimate(p, 800.0) == (tune_module.MAX_FRACTION, None)  # past the plan
+    assert last_record(tmp_path / "missing.jsonl") is None
+
+
+def test_without_the_train_extra_the_action_says_one_line(
+    qtbot: QtBot, window: MainWindow, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
+    before = snapshot(home)
+    window.act_tune.trigger()
+    dialog = window.tune
+    assert dialog is not None and dialog.isVisible()
+    text = dialog.verdict.text()
+    assert "\n" not in text and "pip install -e '.[train]'" in text and "torch" in text
+    assert dialog.verdict.isVisible() and not dialog.start_button.isVisible()
+    assert not dialog.minutes.isVisible() and not dialog.bar.isVisible()
+    dialog.start()  # even asked directly, it starts nothing
+    assert dialog.proc is None and not dialog.running
+    assert snapshot(home) == before and not (home / STAGING).exists()
+
+
+def test_a_model_without_its_checkpoint_is_said_in_one_line(
+    qtbot: QtBot, home: Path, tiny_gguf: Path, tmp_path: Path
+) -> None:
+    lone = tmp_path / "lone" / tiny_gguf.name
+    lone.parent.mkdir()
+    lone.symlink_to(tiny_gguf)
+    dialog = TuneDialog(home, str(lone))
+    qtbot.addWidget(dialog)
+    dialog.show()
+    text = dialog.verdict.text()
+    assert text.startswith(f"Cannot tune {lone.name}: its training checkpoint") and "\n" not in text
+    assert not dialog.start_button.isVisible()
+
+
+def test_a_winning_tune_becomes_the_default_and_undo_restores(
+    qtbot: QtBot, window: MainWindow, home: Path, tiny_gguf: Path
+) -> None:
+    window.act_tune.trigger()
+    dialog = window.tune
+    assert dialog is not None and dialog.minutes.value() == 30
+    # Any tuned model clears a margin of -1: the verdict's winning branch, for real.
+    dialog.steps, dialog.margin, dialog.teacher = 2, -1.0, False
+    stages: list[str] = []
+    dialog.stage_changed.connect(stages.append)
+    with qtbot.waitSignal(dialog.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
+        qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
+        assert dialog.running and dialog.bar.isVisible() and dialog.cancel_button.isVisible()
+    result = ended.args[0]
+    assert result is not None and result["wins"] is True, dialog.verdict.text()
+    assert stages == ["sft", "export", "eval", "export"]  # --steps: no probe
+    assert dialog.bar.value() == 1000 and not dialog.pause_button.isVisible()
+    rows = {
+        dialog.table.item(i, 0).text().split(" (")[0]: float(dialog.table.item(i, 1).text())
+        for i in range(dialog.table.rowCount())
+    }
+    figures = result["figures"]
+    assert rows == {
+        "Keyword search": round(figures["bm25"]["ndcg@10"], 3),
+        "Current model": round(figures["current"]["ndcg@10"], 3),
+        "Tuned model": round(figures["tuned"]["ndcg@10"], 3),
+    }
+    tuned = result["tuned"]
+    assert f"{Path(tuned).name} is now the default model" in dialog.verdict.text()
+    assert Settings.load(home).model_path == tuned
+    assert window.engine.settings.model_path == tuned
+    # The window builds the tuned model's vectors with its own indexer, then serves them.
+    assert window.engine.indexing
+    with qtbot.waitSignal(window.engine.indexing_finished, timeout=RUN_TIMEOUT_MS):
+        pass
+    with qtbot.waitSignal(window.engine.status_changed, timeout=30000) as status:
+        window.engine.refresh_status()
+    assert status.args[0].model == inspect_gguf(tuned).model_id
+
+    assert dialog.undo_button.isVisible()
+    qtbot.mouseClick(dialog.undo_button, Qt.MouseButton.LeftButton)
+    assert Settings.load(home).model_path == str(tiny_gguf)
+    assert window.engine.settings.model_path == str(tiny_gguf)
+    assert json.loads((home / HISTORY).read_text()) == []
+    assert f"Back to {tiny_gguf.name}" in dialog.verdict.text()
+    assert not dialog.undo_button.isVisible()
+
+
+def test_a_losing_tune_keeps_the_default_and_says_why(
+    qtbot: QtBot, home: Path, tiny_gguf: Path
+) -> None:
+    index_before = snapshot(home / "index")
+    dialog = TuneDialog(home, str(tiny_gguf), steps=2, margin=1.0, teacher=False)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    with qtbot.waitSignal(dialog.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
+        dialog.start()
+    result = ended.args[0]
+    assert result is not None and result["wins"] is False
+    text = dialog.verdict.text()
+    assert text.startswith("Kept the current model: it scored nDCG@10") and "+1.000" in text
+    assert f"kept in {Path(result['tuned']).parent}" in text
+    assert not dialog.undo_button.isVisible() and dialog.table.rowCount() == 3
+    assert Settings.load(home).model_path == str(tiny_gguf)
+    assert snapshot(home / "index") == index_before
+
+
+def test_cancel_mid_training_leaves_settings_and_index(
+    qtbot: QtBot, home: Path, tiny_gguf: Path
+) -> None:
+    settings_before = (home / "settings.json").read_bytes()
+    index_before = snapshot(home / "index")
+    dialog = TuneDialog(
+        home, str(tiny_gguf), steps=500, teacher=False, overrides=["train.log_every=1"]
+    )
+    qtbot.addWidget(dialog)
+    dialog.show()
+    with qtbot.waitSignal(dialog.progressed, timeout=RUN_TIMEOUT_MS, check_params_cb=in_training):
+        dialog.start()
+    pid = dialog.pid
+    assert pid is not None and len(alive(pid)) >= 2  # training.tune and training.sft
+    with qtbot.waitSignal(dialog.run_ended, timeout=30000) as ended:
+        qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
+    assert ended.args == [None] and dialog.cancelled
+    qtbot.waitUntil(lambda: not alive(pid), timeout=5000)  # the stages it started too
+    assert "Cancelled" in dialog.stage.text()
+    assert (home / "settings.json").read_bytes() == settings_before
+    assert snapshot(home / "index") == index_before
+    assert not list((home / "models").glob("*")) and not (home / STAGING).exists()
+
+
+def test_pause_stops_every_process_and_resume_continues(
+    qtbot: QtBot, home: Path, tiny_gguf: Path
+) -> None:
+    dialog = TuneDialog(
+        home, str(tiny_gguf), steps=500, teacher=False, overrides=["train.log_every=1"]
+    )
+    qtbot.addWidget(dialog)
+    dialog.show()
+    with qtbot.waitSignal(dialog.progressed, timeout=RUN_TIMEOUT_MS, check_params_cb=in_training):
+        dialog.start()
+    pid = dialog.pid
+    assert pid is not None
+    log_file = home / STAGING / "sft" / "log.jsonl"
+    try:
+        qtbot.mouseClick(dialog.pause_button, Qt.MouseButton.LeftButton)
+        assert dialog.pause_button.text() == "&Resume" and "paused" in dialog.stage.text()
+        qtbot.waitUntil(lambda: set(alive(pid).values()) == {"T"}, timeout=5000)
+        assert len(alive(pid)) >= 2
+        size, elapsed = log_file.stat().st_size, dialog.elapsed()
+        qtbot.wait(3000)  # SFT logs a step every second or so when it runs
+        assert log_file.stat().st_size == size
+        assert dialog.elapsed() == pytest.approx(elapsed, abs=0.05)  # pauses do not count
+        assert set(alive(pid).values()) == {"T"}
+        step = dialog.progress.step if dialog.progress else 0
+        with qtbot.waitSignal(
+            dialog.progressed, timeout=60000, check_params_cb=lambda p: p.step > step
+        ):
+            qtbot.mouseClick(dialog.pause_button, Qt.MouseButton.LeftButton)
+        assert dialog.pause_button.text() == "&Pause" and "T" not in alive(pid).values()
+    finally:
+        with qtbot.waitSignal(dialog.run_ended, timeout=30000):
+            dialog.cancel()
+    assert not os.path.exists(home / STAGING)
