@@ -38,6 +38,9 @@ INSTALL_HINT = "tuning needs the train extra: pip install -e '.[train]'"
 STAGING = "tune-staging"  # where training.tune writes everything
 RESULT = "result.json"  # what it did, in STAGING
 HISTORY = "tune-history.json"  # the default models a tune replaced, newest last
+# Of the minutes asked, the share SFT is sized to fill (training.tune); data, the probe,
+# export and the A/B take the rest. The window's ETA reads it too.
+TRAIN_SHARE = 0.6
 INDEX_LOG = "tune-index.log"  # the output of the re-embedding a switch starts
 INDEX_PROCESS = "tune-index.json"  # that re-embedding's pid and command line
 STOP_TIMEOUT_S = 10.0  # the longest a killed re-embedding takes to be gone

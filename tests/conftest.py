@@ -77,3 +77,29 @@ def real_pdfs() -> list[Path]:
     _need(R_PDFS, "install Debian's r-doc-pdf (make test does)")
     _need(GNUPLOT_PDF, "install Debian's gnuplot-doc (make test does)")
     return [R_PDFS / "R-FAQ.pdf", R_PDFS / "R-intro.pdf", GNUPLOT_PDF]
+
+
+@pytest.fixture(scope="session")
+def tune_indexed(
+    tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path, python_docs_sources: Path
+) -> Path:
+    """A folder holding ``docs/`` (8 Python tutorial pages) and ``home/``, a data directory
+    whose index holds them embedded by the tiny model, which is the default model (its
+    checkpoint lies beside it): what the tuning tests start from. Built once; copy it
+    with :func:`corpora.copy_tune_home` before changing anything."""
+    from corpora import TUNE_DOCS
+
+    from sr3desk.cli import main
+    from sr3desk.settings import Settings
+
+    root = tmp_path_factory.mktemp("tune-index")
+    docs = root / "docs"
+    docs.mkdir()
+    for name in TUNE_DOCS:
+        src = python_docs_sources / "tutorial" / f"{name}.rst.txt"
+        (docs / src.name).write_bytes(src.read_bytes())
+    home = root / "home"
+    home.mkdir()
+    Settings(threads=1, model_path=str(tiny_gguf), first_run_done=True).save(home)
+    assert main(["index", str(docs), "--db", str(home)]) == 0
+    return root

@@ -438,3 +438,20 @@ def install_test_formats() -> None:
     register("vanish", Format("text", _vanish, True))
     register("crash", Format("text", _crash, True))
     register("hog", Format("text", _hog, True))
+
+
+# The Python tutorial pages the tuning tests index (tests/conftest.py: tune_indexed).
+TUNE_DOCS = ("appetite", "whatnow", "interpreter", "venv", "modules", "errors", "stdlib", "classes")
+
+
+def copy_tune_home(indexed: Path, dst: Path) -> Path:
+    """Copy the ``tune_indexed`` fixture's folder to ``dst`` with its docs folder remembered in the
+    settings; returns the copy's data directory."""
+    from sr3desk.settings import Settings
+
+    shutil.copytree(indexed, dst)
+    home = dst / "home"
+    settings = Settings.load(home)
+    settings.folders = [str(dst / "docs")]
+    settings.save(home)
+    return home

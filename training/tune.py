@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sr3desk.tuning import RESULT, STAGING
+from sr3desk.tuning import RESULT, STAGING, TRAIN_SHARE
 from training.config import BuildConfig
 from training.data.beir import BeirSet, CorpusEntry, write_beir
 from training.data.build import MANIFEST, _assemble_split, _DocPassages, split_documents
@@ -56,8 +56,6 @@ QUANT = "Q8_0"
 MARGIN = 0.02
 PROBE_STEPS = 3
 MIN_STEPS = 5
-# Of the time asked, the share SFT gets; data, the probe, export and the A/B take the rest.
-TRAIN_SHARE = 0.6
 # Free space asked beyond the run's own files (checkpoints, GGUFs, data).
 SPARE_BYTES = 200 * 1024 * 1024
 

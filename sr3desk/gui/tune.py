@@ -51,6 +51,7 @@ from sr3desk.gui.workers import start_job
 from sr3desk.tuning import (
     RESULT,
     STAGING,
+    TRAIN_SHARE,
     checkpoint_of,
     missing_train_extra,
     start_background_index,
@@ -62,9 +63,6 @@ from sr3desk.tuning import (
 log = logging.getLogger(__name__)
 
 DEFAULT_MINUTES = 30
-# training.tune.TRAIN_SHARE (the app never imports training): of the minutes asked, the
-# share SFT is sized to fill; data, the probe, export and the A/B have the rest.
-TRAIN_SHARE = 0.6
 # The bar stays short of full until the result is read.
 MAX_FRACTION = 0.99
 TICK_MS = 1000

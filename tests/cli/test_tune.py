@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from corpora import copy_tune_home
 
 from sr3desk.cli import main
 from sr3desk.model.ggufinfo import inspect_gguf
@@ -20,39 +21,14 @@ from sr3desk.settings import Settings
 from sr3desk.tuning import STAGING
 from training.tune import steps_for
 
-DOCS = ("appetite", "whatnow", "interpreter", "venv", "modules", "errors", "stdlib", "classes")
 QUERY = "handling exceptions raised by a function"
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def indexed(
-    tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path, python_docs_sources: Path
-) -> Path:
-    """A data directory whose index holds 8 tutorial pages embedded by the tiny model,
-    which is the default model (read from beside its checkpoint)."""
-    root = tmp_path_factory.mktemp("tune-index")
-    docs = root / "docs"
-    docs.mkdir()
-    for name in DOCS:
-        src = python_docs_sources / "tutorial" / f"{name}.rst.txt"
-        (docs / src.name).write_bytes(src.read_bytes())
-    home = root / "home"
-    home.mkdir()
-    Settings(threads=1, model_path=str(tiny_gguf)).save(home)
-    assert main(["index", str(docs), "--db", str(home)]) == 0
-    return root
-
-
 @pytest.fixture
-def home(indexed: Path, tmp_path: Path) -> Path:
+def home(tune_indexed: Path, tmp_path: Path) -> Path:
     """A copy of the indexed data directory for one test."""
-    shutil.copytree(indexed, tmp_path / "copy")
-    home = tmp_path / "copy" / "home"
-    settings = Settings.load(home)
-    settings.folders = [str(tmp_path / "copy" / "docs")]
-    settings.save(home)
-    return home
+    return copy_tune_home(tune_indexed, tmp_path / "copy")
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:

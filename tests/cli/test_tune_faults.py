@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_tune import DOCS, served_by
+from corpora import TUNE_DOCS as DOCS
+from test_tune import served_by
 
 from sr3desk.cli import main
 from sr3desk.index.generations import META_FILE

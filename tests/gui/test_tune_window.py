@@ -1,7 +1,7 @@
 """Index ▸ Tune the model to my documents: the dialog over a real ``training.tune`` run.
 
 The runs are real (the tiny Qwen2 model, a few SFT steps, the app's runtime) on 8
-Python tutorial pages indexed once for the module, as in ``tests/cli/test_tune.py``;
+Python tutorial pages indexed once for the session (the ``tune_indexed`` fixture);
 the tests drive the window and the dialog like a user and wait on their signals.
 """
 
@@ -11,15 +11,14 @@ import doctest
 import importlib.util
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from corpora import copy_tune_home
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from sr3desk.cli import main
 from sr3desk.gui import tune as tune_module
 from sr3desk.gui.app import create_window
 from sr3desk.gui.mainwindow import MainWindow
@@ -28,38 +27,13 @@ from sr3desk.model.ggufinfo import inspect_gguf
 from sr3desk.settings import Settings
 from sr3desk.tuning import HISTORY, STAGING
 
-DOCS = ("appetite", "whatnow", "interpreter", "venv", "modules", "errors", "stdlib", "classes")
 RUN_TIMEOUT_MS = 300_000  # a whole tiny run: about a minute on 2 busy cores
 
 
-@pytest.fixture(scope="module")
-def indexed(
-    tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path, python_docs_sources: Path
-) -> Path:
-    """A data directory whose index holds 8 tutorial pages embedded by the tiny model,
-    which is the default model (its checkpoint lies beside it)."""
-    root = tmp_path_factory.mktemp("tune-window")
-    docs = root / "docs"
-    docs.mkdir()
-    for name in DOCS:
-        src = python_docs_sources / "tutorial" / f"{name}.rst.txt"
-        (docs / src.name).write_bytes(src.read_bytes())
-    home = root / "home"
-    home.mkdir()
-    Settings(threads=1, model_path=str(tiny_gguf), first_run_done=True).save(home)
-    assert main(["index", str(docs), "--db", str(home)]) == 0
-    return root
-
-
 @pytest.fixture
-def home(indexed: Path, tmp_path: Path) -> Path:
+def home(tune_indexed: Path, tmp_path: Path) -> Path:
     """A copy of the indexed data directory for one test, its folder remembered."""
-    shutil.copytree(indexed, tmp_path / "copy")
-    home = tmp_path / "copy" / "home"
-    settings = Settings.load(home)
-    settings.folders = [str(tmp_path / "copy" / "docs")]
-    settings.save(home)
-    return home
+    return copy_tune_home(tune_indexed, tmp_path / "copy")
 
 
 @pytest.fixture
@@ -108,12 +82,9 @@ def in_training(p: RunProgress) -> bool:
     return p.stage == "sft" and p.step >= 1
 
 
-def test_doctests_and_the_training_share_agree() -> None:
+def test_doctests() -> None:
     result = doctest.testmod(tune_module)
     assert result.attempted >= 4 and result.failed == 0
-    from training.tune import TRAIN_SHARE
-
-    assert tune_module.TRAIN_SHARE == TRAIN_SHARE
 
 
 def test_progress_follows_the_runs_lines_and_sft_log(tmp_path: Path) -> None:
