@@ -37,6 +37,7 @@ TRAIN_MODULES = ("torch", "transformers", "safetensors", "yaml")
 INSTALL_HINT = "tuning needs the train extra: pip install -e '.[train]'"
 STAGING = "tune-staging"  # where training.tune writes everything
 RESULT = "result.json"  # what it did, in STAGING
+TUNE_LOCK = "tune.lock"  # held by the running tune (one per data directory)
 HISTORY = "tune-history.json"  # the default models a tune replaced, newest last
 # Of the minutes asked, the share SFT is sized to fill (training.tune); data, the probe,
 # export and the A/B take the rest. The window's ETA reads it too.
@@ -64,20 +65,24 @@ def _is_checkpoint(folder: Path) -> bool:
 
 def checkpoint_of(gguf: Path, root: Path | None = None) -> tuple[Path, Path | None] | None:
     """Where the weights of the model in ``gguf`` can be trained from: ``(checkpoint,
-    None)`` when its HF checkpoint lies beside it (tuned models and test models are kept
-    so), or ``(base checkpoint, delta folder)`` for a model shipped as a delta in a
-    source checkout ``root`` (default: this one): ``assets/models/NAME/delta.json`` over
-    ``build/models/BASE``. None when neither is found."""
+    None)`` when its HF checkpoint lies beside it (test models and tuned models of a
+    model that had one are kept so), or ``(base checkpoint, delta folder)`` for a model
+    kept as a delta: a ``delta.json`` beside the GGUF (tuned models of the shipped
+    model) or the shipped ``assets/models/NAME/`` of a source checkout ``root``
+    (default: this one), over ``build/models/BASE`` of that checkout. None when
+    neither is found or the base is not built."""
     if _is_checkpoint(gguf.parent):
         return gguf.parent, None
     root = root or Path(__file__).resolve().parents[1]
-    delta = root / "assets" / "models" / gguf.name.split(".")[0]
-    try:
-        manifest = json.loads((delta / "delta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    base = root / "build" / "models" / str(manifest["base"]["recipe"]).split("/")[0]
-    return (base, delta) if _is_checkpoint(base) else None
+    for delta in (gguf.parent, root / "assets" / "models" / gguf.name.split(".")[0]):
+        try:
+            manifest = json.loads((delta / "delta.json").read_text(encoding="utf-8"))
+            recipe = str(manifest["base"]["recipe"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        base = root / "build" / "models" / recipe.split("/")[0]
+        return (base, delta) if _is_checkpoint(base) else None
+    return None
 
 
 def tune_command(
@@ -109,10 +114,11 @@ def run_tune(command: Sequence[str], home: Path, on_line: Callable[[str], None])
     """Run ``command`` (from :func:`tune_command`), passing each line it logs to ``on_line``.
 
     Returns the result it wrote (``tune-staging/result.json``); raises :class:`Sr3Error`
-    when it fails, with its last line.
+    when it fails, with its last line. (A run that ends well has written a new result:
+    each one clears the staging folder when it starts, under the tune lock, so another
+    tune's files are never touched here.)
     """
     result_file = home / STAGING / RESULT
-    result_file.unlink(missing_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     last = ""
     with subprocess.Popen(

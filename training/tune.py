@@ -39,7 +39,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sr3desk.tuning import RESULT, STAGING, TRAIN_SHARE
+from sr3desk.errors import IndexAccessError
+from sr3desk.index.lock import WriterLock
+from sr3desk.tuning import RESULT, STAGING, TRAIN_SHARE, TUNE_LOCK
 from training.config import BuildConfig
 from training.data.beir import BeirSet, CorpusEntry, write_beir
 from training.data.build import MANIFEST, _assemble_split, _DocPassages, split_documents
@@ -92,11 +94,11 @@ def decide(rows: dict[str, dict[str, float]], margin: float = MARGIN) -> Verdict
     gain = new - cur
     wins = gain >= margin - 1e-9
     if wins:
-        reason = f"nDCG@10 {new:.3f} against {cur:.3f} (+{gain:.3f}, margin {margin:.3f})"
+        reason = f"nDCG@10 {new:.3f} against {cur:.3f} ({gain:+.3f}, margin {margin:+.3f})"
     else:
         reason = (
             f"it scored nDCG@10 {new:.3f} against the current model's {cur:.3f} "
-            f"({gain:+.3f}; it needs +{margin:.3f})"
+            f"({gain:+.3f}; it needs {margin:+.3f})"
         )
     if bm25 is not None:
         reason += f"; keyword search {bm25:.3f}"
@@ -284,6 +286,39 @@ def merge_delta(base: Path, delta_dir: Path, out: Path) -> Path:
         raise TuneError(str(exc)) from exc
 
 
+def keep_weights(tune: Tune, final: Path, origin: Path, model_dir: Path) -> str:
+    """Put what the tuned model can be trained again from into ``model_dir``, beside its
+    GGUF; returns "delta" or "checkpoint".
+
+    When the current model was itself a delta over ``origin`` (the shipped default
+    model), the tuned one is kept the same way: its changed tensors over ``origin``
+    (:func:`training.delta.extract_delta`, tens of MB), found again by
+    :func:`sr3desk.tuning.checkpoint_of`. Otherwise, or when that delta cannot be made
+    (too big, or ``origin`` lacks the recipe stamp that locates it), the whole HF
+    checkpoint in ``final``.
+    """
+    from training.delta.extract import RECIPE_STAMP
+
+    if tune.delta is not None and (origin / RECIPE_STAMP).is_file():
+        from training.delta import DeltaError, extract_delta
+
+        t0 = time.perf_counter()
+        out = tune.staging / "delta"
+        try:
+            extract_delta(origin, final, out, name=model_dir.name, stage="sft")
+        except DeltaError as exc:
+            log.warning("keeping the whole checkpoint: %s", exc)
+        else:
+            for item in out.iterdir():
+                os.replace(item, model_dir / item.name)
+            tune.stages["delta"] = time.perf_counter() - t0
+            return "delta"
+    for item in final.iterdir():
+        if item.is_file():
+            shutil.copy2(item, model_dir / item.name)
+    return "checkpoint"
+
+
 def _n_layers(base: Path) -> int:
     config = json.loads((base / "config.json").read_text(encoding="utf-8"))
     return int(config.get("num_hidden_layers", 0))
@@ -359,12 +394,27 @@ def export(tune: Tune, hf_dir: Path, out_dir: Path, name: str, eval_json: Path |
 
 
 def run(tune: Tune) -> dict[str, Any]:
-    """Every stage; returns the result (also in ``tune-staging/result.json``)."""
+    """Every stage under the data directory's tune lock; returns the result (also in
+    ``tune-staging/result.json``). Raises :class:`TuneError` when another tune holds the
+    lock: its staging folder is left alone."""
+    lock = WriterLock(tune.home, TUNE_LOCK, "sr3desk tune")
+    try:
+        lock.acquire()
+    except IndexAccessError as exc:
+        raise TuneError(str(exc)) from None
+    try:
+        return _run(tune)
+    finally:
+        lock.release()
+
+
+def _run(tune: Tune) -> dict[str, Any]:
     t_start = time.perf_counter()
     staging = tune.staging
     shutil.rmtree(staging, ignore_errors=True)  # what a killed run left
     staging.mkdir(parents=True)
     check_space(tune.home, space_needed(tune.base, tune.model))
+    origin = tune.base  # what a delta of the tuned model is made over
     if tune.delta is not None:
         t0 = time.perf_counter()
         tune.base = merge_delta(tune.base, tune.delta, staging / "base")
@@ -405,9 +455,7 @@ def run(tune: Tune) -> dict[str, Any]:
         old.unlink()
     tuned = export(tune, sft_dir / "final", model_dir, name, staging / "sr3-eval.json")
     (model_dir / f"{name}.F16.gguf").unlink(missing_ok=True)
-    for item in (sft_dir / "final").iterdir():
-        if item.is_file():
-            shutil.copy2(item, model_dir / item.name)
+    keep_weights(tune, sft_dir / "final", origin, model_dir)
     from sr3desk.settings import models_dir
 
     target = models_dir(tune.home) / name

@@ -1,4 +1,5 @@
-"""One writer per data directory: an fcntl lock on ``<home>/index.lock``.
+"""One writer per data directory: an fcntl lock on ``<home>/index.lock`` (and the
+same kind of lock on ``<home>/tune.lock`` for one tune at a time).
 
 The kernel drops the lock when its process dies, even by SIGKILL, so a killed
 indexer never leaves a stale lock behind. The holder writes its pid into the
@@ -21,10 +22,15 @@ LOCK_FILE = "index.lock"
 
 
 class WriterLock:
-    """An exclusive, non-blocking lock on the index of one data directory."""
+    """An exclusive, non-blocking lock on the index of one data directory.
 
-    def __init__(self, home: Path) -> None:
-        self.path = Path(home) / LOCK_FILE
+    ``name`` is the lock file in ``home``; ``holder`` names what holds it in the
+    error a second one gets (e.g. "sr3desk indexer", "sr3desk tune").
+    """
+
+    def __init__(self, home: Path, name: str = LOCK_FILE, holder: str = "sr3desk indexer") -> None:
+        self.path = Path(home) / name
+        self.holder = holder
         self._fd: int | None = None
 
     @property
@@ -44,7 +50,7 @@ class WriterLock:
             os.close(fd)
             who = f" (pid {other})" if other else ""
             raise IndexAccessError(
-                f"Another sr3desk indexer{who} is writing to {self.path.parent}: "
+                f"Another {self.holder}{who} is writing to {self.path.parent}: "
                 "wait for it to finish or stop it, then try again"
             ) from None
         except OSError as exc:

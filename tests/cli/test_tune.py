@@ -193,6 +193,23 @@ def test_kill_during_training_leaves_model_and_index(
     assert "served by" not in served_by(home, tiny_gguf, capsys)
 
 
+def test_a_second_tune_is_refused_while_one_runs(
+    home: Path, tiny_gguf: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sr3desk.index.lock import WriterLock
+    from sr3desk.tuning import TUNE_LOCK
+
+    running = home / STAGING / "sft" / "being-written"
+    running.parent.mkdir(parents=True)
+    running.write_text("the running tune's checkpoint")
+    with WriterLock(home, TUNE_LOCK, "sr3desk tune"):  # what the running tune holds
+        assert main(tune_args(home, "--steps", "1")) != 0
+    err = capsys.readouterr().err
+    assert f"Another sr3desk tune (pid {os.getpid()}) is writing to {home}" in err
+    assert running.read_text() == "the running tune's checkpoint"
+    assert Settings.load(home).model_path == str(tiny_gguf)
+
+
 def test_short_disk_space_fails_clearly(
     tmp_path: Path, tiny_qwen2_dir: Path, tiny_gguf: Path
 ) -> None:
@@ -222,3 +239,49 @@ def test_a_model_shipped_as_a_delta_is_tuned_from_base_and_delta(
     (root / "build" / "models").mkdir(parents=True)
     (root / "build" / "models" / "tiny-qwen2").symlink_to(tiny_qwen2_dir)
     assert checkpoint_of(gguf, root) == (root / "build" / "models" / "tiny-qwen2", delta)
+
+
+def test_a_model_kept_as_a_delta_is_tuned_into_a_delta_and_tuned_again(
+    home: Path, tiny_qwen2_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shipped model is a delta over a built base; a tuned model of it is kept the same
+    way (its changed tensors beside its GGUF, not the whole checkpoint), and the next tune
+    starts from base + that delta."""
+    from safetensors.torch import load_file, save_file
+
+    from sr3desk.tuning import checkpoint_of, switch_default
+    from training.delta import apply_delta, extract_delta
+
+    trained = tmp_path / "trained"
+    trained.mkdir()
+    for path in tiny_qwen2_dir.iterdir():
+        if path.is_file() and path.suffix != ".gguf":
+            shutil.copyfile(path, trained / path.name)
+    weights = load_file(str(trained / "model.safetensors"))
+    moved = "model.layers.3.mlp.down_proj.weight"
+    weights[moved] = weights[moved] * 1.5
+    save_file(weights, str(trained / "model.safetensors"), metadata={"format": "pt"})
+    shipped = home / "models" / "shipped"
+    extract_delta(tiny_qwen2_dir, trained, shipped, stage="sft", threads=1)
+    gguf = apply_delta(shipped, tiny_qwen2_dir, shipped, threads=1).paths[-1]
+    assert checkpoint_of(gguf) == (tiny_qwen2_dir, shipped)
+    switch_default(home, gguf)
+
+    assert main(tune_args(home, "--steps", "1", "--margin", "-1")) == 0
+    first = json.loads((home / STAGING / "result.json").read_text())
+    tuned = Path(first["tuned"])
+    assert first["wins"] and Settings.load(home).model_path == str(tuned)
+    kept = {p.name for p in tuned.parent.iterdir()}
+    assert {"delta.json", "delta.safetensors", "reference.npy", tuned.name} <= kept
+    assert not any(name.startswith("model") for name in kept)  # no whole checkpoint
+    assert "delta" in first["stage_seconds"]
+    assert checkpoint_of(tuned) == (tiny_qwen2_dir, tuned.parent)
+    delta = json.loads((tuned.parent / "delta.json").read_text())
+    assert moved in delta["tensors"]  # over the base, so the shipped change is in it too
+    capsys.readouterr()
+
+    assert main(tune_args(home, "--steps", "1", "--margin", "1.0")) == 0
+    second = json.loads((home / STAGING / "result.json").read_text())
+    assert second["current"] == str(tuned) and not second["wins"]
+    assert "merge" in second["stage_seconds"]  # base + the tuned delta, trained again
+    assert Settings.load(home).model_path == str(tuned)
