@@ -51,11 +51,32 @@ def run_from_command_line(
     return 0
 
 
+# CPU flags (Linux /proc/cpuinfo) of native bf16 arithmetic: AMX tiles or AVX512-BF16.
+# Without them torch emulates bf16, which measured 11x slower than fp32 on a Zen 2.
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes bf16 natively: one of :data:`CPU_BF16_FLAGS` in the
+    ``flags`` line of ``cpuinfo``; False where that file cannot be read."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return any(flag in line.split() for flag in CPU_BF16_FLAGS)
+    return False
+
+
 def mixed_precision(precision: str) -> str:
-    """accelerate's mixed_precision for ``train.precision`` on this machine."""
+    """accelerate's mixed_precision for ``train.precision`` on this machine: "auto" is
+    bf16 autocast on a GPU that has bf16, or on a CPU-only machine whose CPU computes
+    bf16 natively (:func:`cpu_has_bf16`), else "no" (fp32)."""
     if precision == "auto":
-        cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return "bf16" if cuda_bf16 else "no"
+        if torch.cuda.is_available():
+            return "bf16" if torch.cuda.is_bf16_supported() else "no"
+        return "bf16" if cpu_has_bf16() else "no"
     return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
 
 

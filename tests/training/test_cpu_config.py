@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -23,7 +24,30 @@ def test_cpu_config_loads_with_the_papers_losses_and_the_teacher() -> None:
     build = cfg.data.build
     assert build.crossdomain in build.corpora and build.miner == "teacher"
     assert build.teacher_filter_k > 0 and build.teacher_vectors
-    assert cfg.train.precision == "fp32" and cfg.train.threads == 2
+    assert cfg.train.precision == "auto" and cfg.train.threads == 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [
+        ("fpu sse2 avx2 avx512f amx_bf16 amx_tile", True),  # Sapphire Rapids
+        ("fpu sse2 avx2 avx512f avx512_bf16", True),  # Cooper Lake, Zen 4
+        ("fpu sse2 avx2 sha_ni", False),  # Zen 2: bf16 only emulated
+    ],
+)
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(
+    flags: str, native: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training import prepare
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    assert prepare.cpu_has_bf16(cpuinfo) is native
+    assert prepare.cpu_has_bf16(tmp_path / "absent") is False
+    monkeypatch.setattr(prepare.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(prepare, "cpu_has_bf16", lambda: native)
+    assert prepare.mixed_precision("auto") == ("bf16" if native else "no")
+    assert prepare.mixed_precision("fp32") == "no"
 
 
 def test_cpu_config_runs_two_steps_on_the_tiny_model(

@@ -262,8 +262,8 @@ class TrainConfig:
     precision: str = field(
         default="auto",
         metadata=help_text(
-            f"One of {', '.join(PRECISIONS)}; auto: bf16 autocast on a GPU that has it, "
-            "fp32 on CPU."
+            f"One of {', '.join(PRECISIONS)}; auto: bf16 autocast on a GPU that has it "
+            "or a CPU that computes bf16 natively (AMX, AVX512-BF16), else fp32."
         ),
     )
     fsdp: bool = field(
