@@ -455,7 +455,7 @@ def _run(tune: Tune) -> dict[str, Any]:
         old.unlink()
     tuned = export(tune, sft_dir / "final", model_dir, name, staging / "sr3-eval.json")
     (model_dir / f"{name}.F16.gguf").unlink(missing_ok=True)
-    keep_weights(tune, sft_dir / "final", origin, model_dir)
+    weights = keep_weights(tune, sft_dir / "final", origin, model_dir)
     from sr3desk.settings import models_dir
 
     target = models_dir(tune.home) / name
@@ -467,6 +467,7 @@ def _run(tune: Tune) -> dict[str, Any]:
         "verdict": asdict(verdict),
         "current": str(tune.model),
         "tuned": str(target / tuned.name),
+        "weights": weights,  # how it is kept for the next tune: "delta" or "checkpoint"
         "steps": steps,
         "s_per_step": s_per_step,
         "figures": report["results"],

@@ -114,7 +114,7 @@ def test_losing_tune_keeps_the_default_and_says_why(
     assert Settings.load(home).model_path == str(tiny_gguf)
     assert snapshot(home / "index") == index_before
     result = json.loads((home / STAGING / "result.json").read_text())
-    assert result["wins"] is False
+    assert result["wins"] is False and result["weights"] == "checkpoint"
     assert result["s_per_step"] > 0 and result["steps"] == steps_for(0.5, result["s_per_step"])
     tuned = inspect_gguf(result["tuned"])
     assert tuned.path.parent.parent == home / "models" and tuned.eval is not None
@@ -274,7 +274,7 @@ def test_a_model_kept_as_a_delta_is_tuned_into_a_delta_and_tuned_again(
     kept = {p.name for p in tuned.parent.iterdir()}
     assert {"delta.json", "delta.safetensors", "reference.npy", tuned.name} <= kept
     assert not any(name.startswith("model") for name in kept)  # no whole checkpoint
-    assert "delta" in first["stage_seconds"]
+    assert first["weights"] == "delta" and "delta" in first["stage_seconds"]
     assert checkpoint_of(tuned) == (tiny_qwen2_dir, tuned.parent)
     delta = json.loads((tuned.parent / "delta.json").read_text())
     assert moved in delta["tensors"]  # over the base, so the shipped change is in it too
