@@ -170,7 +170,10 @@ def undo(home: Path) -> str | None:
     keyword search only). Raises :class:`Sr3Error` when no tune switched the model.
 
     The re-embedding the switch started is stopped first, so that the generation it
-    builds can no longer replace the served one; the next indexing run drops it.
+    builds can no longer replace the served one; the next indexing run drops it. When
+    the new model's vectors had already replaced the old ones, the index serves the
+    old ones again at once (the last swap keeps them), or, while another indexer holds
+    the index, as soon as it next opens with the model.
     """
     items = _history(home)
     if not items:
@@ -183,7 +186,37 @@ def undo(home: Path) -> str | None:
     settings.save(home)
     _save_history(home, items)
     log.info("default model back to %s", previous or "none")
+    if previous:
+        serve_previous(home, previous)
     return previous or None
+
+
+def serve_previous(home: Path, model: str) -> bool:
+    """Make the index of ``home`` serve the kept previous generation again when it
+    holds the vectors of the GGUF at ``model`` (:meth:`Pointer.restore_previous`);
+    returns True when it did. False when another process holds the index (it does the
+    same when it opens with that model) or no such generation is kept."""
+    from sr3desk.errors import IndexAccessError
+    from sr3desk.index.generations import Pointer
+    from sr3desk.index.lock import WriterLock
+    from sr3desk.index.store import INDEX_DIR
+
+    lock = WriterLock(home)
+    try:
+        lock.acquire()
+    except IndexAccessError:
+        return False
+    try:
+        pointer = Pointer(home / INDEX_DIR)
+        pointer.refresh(force=True)
+        kept = pointer.previous
+        if kept is None or kept.model_path is None:
+            return False
+        if Path(kept.model_path).resolve() != Path(model).resolve():
+            return False
+        return pointer.restore_previous(kept.model_id)
+    finally:
+        lock.release()
 
 
 def start_background_index(home: Path) -> int | None:

@@ -4,8 +4,10 @@ The index is a set of generations, one per embedding model (or one without a
 model: keyword search only). ``generations.json`` names the *active* generation,
 which every read uses, and at most one *building* one: after a model change the
 new model's generation is filled beside the old, which keeps serving until the
-new one is complete; then the pointer is swapped (an atomic rename) and the old
-tables are dropped a minute later. Vectors of two models are never in one table.
+new one is complete; then the pointer is swapped (an atomic rename). The old one
+is kept as the *previous* generation, so that going back to its model serves it
+again at once (:meth:`Pointer.restore_previous`); the one it replaces there is
+dropped a minute later. Vectors of two models are never in one table.
 
 Each generation records the table *layout* it was written with. A generation of
 an older layout stays readable; its writer upgrades it
@@ -127,6 +129,7 @@ class Meta:
 
     active: str | None = None
     building: str | None = None
+    previous: str | None = None  # served before the last swap, kept for a switch back
     gens: dict[str, Generation] = field(default_factory=dict)
     retired: dict[str, float] = field(default_factory=dict)  # key -> time swapped out
     next_key: int = 1
@@ -136,6 +139,7 @@ class Meta:
             "version": 2,
             "active": self.active,
             "building": self.building,
+            "previous": self.previous,
             "gens": {k: g.to_json() for k, g in self.gens.items()},
             "retired": self.retired,
             "next_key": self.next_key,
@@ -146,6 +150,7 @@ class Meta:
         return cls(
             active=raw.get("active"),
             building=raw.get("building"),
+            previous=raw.get("previous"),
             gens={k: Generation.from_json(v) for k, v in (raw.get("gens") or {}).items()},
             retired={k: float(v) for k, v in (raw.get("retired") or {}).items()},
             next_key=int(raw.get("next_key") or 1),
@@ -271,14 +276,39 @@ class Pointer:
         self.save()
 
     def swap_in(self, key: str) -> None:
-        """Make the building generation ``key`` the served one; the old one retires."""
+        """Make the building generation ``key`` the served one; the old one is kept as
+        the previous generation, and the one kept before it retires."""
         meta = self.meta
         old = meta.active
         meta.active, meta.building = key, None
-        if old is not None:
-            meta.retired[old] = time.time()
+        if meta.previous is not None and meta.previous not in (old, key):
+            meta.retired[meta.previous] = time.time()
+        meta.previous = old
         self.save()
         log.info("The index now serves %s", meta.gens[key].model_name)
+
+    @property
+    def previous(self) -> Generation | None:
+        """The generation that served before the last swap (kept), or None."""
+        key = self.meta.previous
+        return self.meta.gens.get(key) if key else None
+
+    def restore_previous(self, model_id: str) -> bool:
+        """Serve the previous generation again when it holds ``model_id``'s vectors:
+        it and the served one trade places, and a generation being built is dropped.
+        Returns True when it did. Its files are brought up to date by the next
+        indexing run, as after any time the index was not watched."""
+        meta = self.meta
+        prev = self.previous
+        if prev is None or prev.model_id != model_id or prev.key == meta.active:
+            return False
+        if meta.building is not None:
+            meta.retired[meta.building] = 0.0  # never served: drop at once
+            meta.building = None
+        meta.active, meta.previous = prev.key, meta.active
+        self.save()
+        log.info("The index serves %s again", prev.model_name or prev.model_id)
+        return True
 
     def abandon_building(self) -> None:
         """Give up the generation being built, if any: it never served, so it is
@@ -310,6 +340,8 @@ class Pointer:
         for key in keys:
             self.meta.gens.pop(key, None)
             self.meta.retired.pop(key, None)
+            if self.meta.previous == key:
+                self.meta.previous = None
         if keys:
             self.save()
 

@@ -101,6 +101,9 @@ class Store:
     def _open_writer(self, conn: Connection) -> None:
         pointer = self._pointer
         pointer.drop_temp()
+        if self.model is not None and pointer.find_for(self.model) is None:
+            # Back to the model served before the last swap: its vectors are kept.
+            pointer.restore_previous(self.model.model_id)
         gen = pointer.find_for(self.model)
         if gen is None:
             gen = pointer.create(self.model)

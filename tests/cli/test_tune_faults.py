@@ -164,6 +164,17 @@ def test_tune_starts_reembedding_and_the_old_generation_serves_until_it_complete
     assert "served by" not in served_by(home, tuned, capsys)
     assert keyword_paths(home, MORE_TERM, capsys)[0].startswith(str(corpus / "more"))
 
+    # Undo after the swap: the previous model's vectors were kept, so they serve again
+    # at once, with nothing to embed (what changed on disk since waits for the next run).
+    assert main(["tune", "--db", str(home), "--undo"]) == 0
+    capsys.readouterr()
+    status = status_json(home, capsys)
+    assert (status["model"], status["building"], status["pending"]) == (old_id, None, 0)
+    assert "served by" not in served_by(home, tiny_gguf, capsys)
+    assert not (home / INDEX_PROCESS).exists() or not running(
+        json.loads((home / INDEX_PROCESS).read_text())["pid"]
+    )
+
 
 def test_killed_reembedding_leaves_the_old_generation_and_the_next_run_finishes(
     switched: Path,

@@ -271,6 +271,51 @@ def test_model_change_builds_beside_the_served_generation(home: Path, tiny_info:
             reader.vector_search(random_unit(1, tiny_info.dim)[0], 1)
 
 
+def test_switching_back_serves_the_kept_previous_generation_at_once(
+    home: Path, tiny_info: ModelInfo
+) -> None:
+    from sr3desk.index.generations import Pointer
+    from sr3desk.index.store import INDEX_DIR
+
+    other = dataclasses.replace(tiny_info, model_id="other-model-123", name="other", dim=32)
+    third = dataclasses.replace(tiny_info, model_id="third-model-456", name="third", dim=16)
+    with Store.open(home, tiny_info, write=True) as store:
+        store.write_files([make_file("/d/a.txt", ["first model text"])])
+        embed_all(store)
+    with Store.open(home, other, write=True) as store:
+        store.write_files([make_file("/d/a.txt", ["first model text"])])
+        embed_all(store, seed=1)
+        assert store.complete_generation()
+    with Store.open(home) as reader:
+        first_hit = reader.read_model_id
+        assert first_hit == "other-model-123"
+        # Back to the first model: its vectors were kept, nothing is embedded again.
+        with Store.open(home, tiny_info, write=True) as store:
+            assert not store.building and len(store.pending_chunks()) == 0
+            assert reader.read_model_id == tiny_info.model_id
+            hit = reader.vector_search(random_unit(1, tiny_info.dim)[0], 1)
+            assert hit[0].text == "first model text"
+        # A third model: built beside, then served; the first is kept no longer.
+        with Store.open(home, third, write=True) as store:
+            assert store.building
+            store.write_files([make_file("/d/a.txt", ["first model text"])])
+            embed_all(store, seed=2)
+            assert store.complete_generation()
+        pointer = Pointer(home / INDEX_DIR)
+        pointer.refresh()
+        kept = pointer.previous
+        assert kept is not None and kept.model_id == tiny_info.model_id
+        retired = [pointer.meta.gens[k].model_id for k in pointer.meta.retired]
+        assert retired == ["other-model-123"]
+        assert not pointer.restore_previous("other-model-123")  # not the kept one
+    # An unfinished generation is dropped when the kept one comes back.
+    with Store.open(home, other, write=True) as store:
+        assert store.building
+    with Store.open(home, tiny_info, write=True) as store, Store.open(home) as reader:
+        assert not store.building and reader.read_model_id == tiny_info.model_id
+        assert reader.status().building is None
+
+
 def test_keyword_only_generation(home: Path) -> None:
     with Store.open(home, None, write=True) as store:
         store.write_files([make_file("/d/a.txt", ["no model needed"])])
