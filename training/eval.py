@@ -210,12 +210,18 @@ def model_run(
             "reason": reason,
             "max_reason_tokens": budget if reason else None,
             "forced": sum(e.forced for e in embedded),
+            "reason_tokens_p90": _p90([e.n_generated for e in embedded]) if reason else None,
             "seconds": round(time.perf_counter() - t0, 2),
             "docs_per_s": None if cached is not None else round(len(ids) / max(t_docs, 1e-9), 1),
         }
     queries = np.stack([e.vector for e in embedded]) if embedded else np.zeros((0, docs.shape[1]))
     hits = vector_hits(queries.astype(np.float32), docs, ids, depth)
     return Retrieval(dict(zip(qids, hits, strict=True)), info)
+
+
+def _p90(values: Sequence[int]) -> float | None:
+    """The 90th percentile of ``values`` (None when empty)."""
+    return float(np.percentile(values, 90)) if values else None
 
 
 def teacher_run(
@@ -395,14 +401,41 @@ class Report:
         log.info("%s: %s", label, " ".join(f"{k} {v:.4f}" for k, v in self.rows[label].items()))
 
     def sr3_eval(self, label: str) -> dict[str, Any]:
-        """The ``sr3.eval`` metadata of model ``label``: its figures and BM25's."""
-        row = self.rows[label]
+        """The ``sr3.eval`` metadata of model ``label``: its figures and BM25's, and,
+        when the same GGUF was also evaluated the other way (with or without
+        reasoning), its reasoned figures as ``reason_*`` beside the plain ones."""
+        plain, reasoned = self._reason_pair(label)
+        row = self.rows[plain]
         out: dict[str, Any] = {k: round(v, 4) for k, v in row.items()}
+        if reasoned is not None:
+            for k, v in self.rows[reasoned].items():
+                out[f"reason_{k}"] = round(v, 4)
+            p90 = self.runs[reasoned].get("reason_tokens_p90")
+            if p90 is not None:
+                out["reason_tokens_p90"] = round(float(p90), 1)
         if "bm25" in self.rows:
             for k, v in self.rows["bm25"].items():
                 out[f"bm25_{k}"] = round(v, 4)
         out.update(dataset=self.dataset, split=self.split, n_queries=self.n_queries)
         return out
+
+    def _reason_pair(self, label: str) -> tuple[str, str | None]:
+        """The labels of ``label``'s GGUF evaluated without and with reasoning.
+
+        Returns (plain, reasoned): ``label`` itself where it is the only run of its
+        file, and None for the reasoned one when none was made.
+        """
+        info = self.runs.get(label, {})
+        twins = [
+            other
+            for other, run in self.runs.items()
+            if run.get("kind") == "gguf" and run.get("model_id") == info.get("model_id")
+        ]
+        plain = [t for t in twins if not self.runs[t].get("reason")]
+        reasoned = [t for t in twins if self.runs[t].get("reason")]
+        if not info.get("reason"):
+            return label, reasoned[0] if reasoned else None
+        return (plain[0], label) if plain else (label, None)
 
     def title(self) -> str:
         """What was evaluated, in one line."""

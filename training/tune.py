@@ -393,6 +393,20 @@ def export(tune: Tune, hf_dir: Path, out_dir: Path, name: str, eval_json: Path |
     return out_dir / f"{name}.{QUANT}.gguf"
 
 
+def mark_index(sr3_eval: Path, home: Path) -> None:
+    """Name the index in ``home`` in the figures at ``sr3_eval`` (a JSON dict).
+
+    They come from this index's own held-out files, so the app's fusion takes them
+    as evidence about this index (:func:`sr3desk.search.calibration.from_eval`),
+    and about no other.
+    """
+    from sr3desk.search.calibration import index_identity
+
+    figures = json.loads(sr3_eval.read_text(encoding="utf-8"))
+    figures["index"] = index_identity(home)
+    sr3_eval.write_text(json.dumps(figures, indent=2), encoding="utf-8")
+
+
 def run(tune: Tune) -> dict[str, Any]:
     """Every stage under the data directory's tune lock; returns the result (also in
     ``tune-staging/result.json``). Raises :class:`TuneError` when another tune holds the
@@ -448,6 +462,7 @@ def _run(tune: Tune) -> dict[str, Any]:
     run_stage(tune, "eval", command)
     report = json.loads(report_file.read_text(encoding="utf-8"))
     verdict = decide(report["results"], tune.margin)
+    mark_index(staging / "sr3-eval.json", tune.home)
 
     # Its own figures into its sr3.eval (the fusion weighs it by them), then the model
     # and its checkpoint into the models folder: one rename, nothing half there.

@@ -4,8 +4,10 @@ Text output lists one file per result with its page, score, heading and a
 snippet whose query terms are bold on a terminal. ``--json`` prints one object:
 ``{"query", "mode", "took_ms", "results": [{"path", "score", "page", "snippet",
 "chunk"}]}`` (``chunk``: the text of the file's best passage; ``snippet``: the
-excerpt of it shown), plus ``"reasoning"`` with ``--reason``. Notes (partly
-embedded index, weak model, ...) go to stderr so stdout stays parseable.
+excerpt of it shown), plus ``"reasoning"`` with ``--reason``, and with ``--deep``
+``"deep": true`` (false when the cross-encoder is missing) and ``"stages"``: the
+milliseconds each stage took (``search``, ``rerank``). Notes (partly embedded
+index, weak model, ...) go to stderr so stdout stays parseable.
 """
 
 from __future__ import annotations
@@ -62,6 +64,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--reason", action="store_true", help="let the model reason about the query first"
+    )
+    p.add_argument(
+        "--deep",
+        action="store_true",
+        help="deep search: re-rank the best files with the cross-encoder (works without a model)",
     )
     p.add_argument(
         "--folder",
@@ -137,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
             modified_before=args.before,
         )
         request = SearchRequest(
-            args.query, mode=mode, k=args.k, filters=filters, reason=args.reason
+            args.query, mode=mode, k=args.k, filters=filters, reason=args.reason, deep=args.deep
         )
     except ValueError as exc:
         raise Sr3Error(str(exc)) from None
@@ -154,20 +161,50 @@ def run(args: argparse.Namespace) -> int:
             embedder = stack.enter_context(
                 open_embedder(info.path, threads=settings.threads, gpu_layers=settings.gpu_layers)
             )
-        searcher = stack.enter_context(Searcher(store, embedder, home=home))
+            if args.reason:
+                _warn_reasoning(info)
+        reranker = _open_reranker(stack) if args.deep else None
+        searcher = stack.enter_context(Searcher(store, embedder, home=home, reranker=reranker))
         response = searcher.search(request)
     for note in response.notes:
         sys.stderr.write(f"note: {note}\n")
     if args.json:
-        json.dump(to_json(response, with_reasoning=args.reason), sys.stdout, ensure_ascii=False)
+        out = to_json(response, with_reasoning=args.reason, with_stages=args.deep)
+        json.dump(out, sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
         write_text(response, sys.stdout, bold=_use_bold(sys.stdout))
     return 0
 
 
-def to_json(response: SearchResponse, with_reasoning: bool = False) -> dict[str, Any]:
-    """Return the JSON object of ``sr3desk search --json`` for ``response``."""
+def _warn_reasoning(info: ModelInfo) -> None:
+    """Say on stderr when the model's reasoning is not measured to help (it still runs)."""
+    from sr3desk.search.reasoning import reasoning_verdict
+
+    verdict = reasoning_verdict(info.eval)
+    if not verdict.helps:
+        sys.stderr.write(
+            f"note: {info.name}: {verdict.describe()}; reasoning anyway, as asked "
+            "(--deep re-ranks with the cross-encoder instead)\n"
+        )
+
+
+def _open_reranker(stack: ExitStack) -> Any:
+    """The cross-encoder of deep search, or None (with a note) when it cannot be opened."""
+    from sr3desk.search.rerank import open_reranker
+
+    try:
+        return stack.enter_context(open_reranker())
+    except Sr3Error as exc:
+        sys.stderr.write(f"note: {exc}\n")
+        return None
+
+
+def to_json(
+    response: SearchResponse, with_reasoning: bool = False, with_stages: bool = False
+) -> dict[str, Any]:
+    """Return the JSON object of ``sr3desk search --json`` for ``response``
+    (``with_stages``: add ``deep`` and the stages' milliseconds)."""
     out: dict[str, Any] = {
         "query": response.query,
         "mode": response.mode,
@@ -185,6 +222,9 @@ def to_json(response: SearchResponse, with_reasoning: bool = False) -> dict[str,
     }
     if with_reasoning:
         out["reasoning"] = response.reasoning
+    if with_stages:
+        out["deep"] = response.deep
+        out["stages"] = {name: round(ms, 2) for name, ms in response.stages.items()}
     return out
 
 
@@ -215,6 +255,5 @@ def write_text(response: SearchResponse, out: IO[str], bold: bool = False) -> No
         text = render(snippet, BOLD, RESET) if bold else snippet.text
         out.write(f"    {text}\n\n")
     n = len(response.results)
-    out.write(
-        f"{n} file{'s' if n != 1 else ''} in {response.took_ms:.0f} ms ({response.mode} search)\n"
-    )
+    kind = f"{response.mode} search" + (", re-ranked" if response.deep else "")
+    out.write(f"{n} file{'s' if n != 1 else ''} in {response.took_ms:.0f} ms ({kind})\n")

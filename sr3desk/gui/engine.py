@@ -8,8 +8,12 @@ Threads and what each owns (native handles are closed by the thread that
 opened them, so no handle is ever used from two threads):
 
 - the *keyword* lane: a reader ``Store``; keyword searches, previews, status;
-- the *model* lane: a reader ``Store`` and the query embedder; hybrid and deep
-  searches (embedding a query takes up to a second or more on a CPU);
+- the *model* lane: a reader ``Store`` and the query embedder; hybrid and
+  reasoned searches (embedding a query takes up to a second or more on a CPU);
+- the *deep* lane: the cross-encoder that re-ranks the results already shown
+  (deep search, :mod:`sr3desk.search.deep`); it needs neither the index nor the
+  model, so it works for keyword-only users too, and never delays the instant
+  searches of the next keystroke;
 - the *index* child process (:mod:`sr3desk.index.child`): the writer
   ``Store`` and a second embedder; it runs ``Indexer.run`` and then keeps a
   ``Watcher`` going until told to stop. A process, not a thread, so that its
@@ -45,6 +49,8 @@ if TYPE_CHECKING:
     from sr3desk.model.base import Embedder
     from sr3desk.model.ggufinfo import ModelInfo
     from sr3desk.search import Searcher, SearchRequest, SearchResponse
+    from sr3desk.search.deep import DeepRanker
+    from sr3desk.search.reasoning import ReasoningVerdict
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +144,45 @@ class LaneResources:
         self.config = None
 
 
+class DeepResources:
+    """The cross-encoder of the deep lane, opened on first use in that lane's thread.
+
+    ``error``: why it could not be opened (kept, so the next deep search says it
+    again at once instead of retrying the disk every time).
+    """
+
+    def __init__(self) -> None:
+        self.threads: int | None = None
+        self.ranker: DeepRanker | None = None
+        self.error: BaseException | None = None
+        self._scorer: Any = None
+
+    def ensure(self, threads: int | None) -> DeepRanker:
+        """Return the ranker (opening it with ``threads``); raises the open error."""
+        if self.ranker is not None and threads == self.threads:
+            return self.ranker
+        if self.error is not None and threads == self.threads:
+            raise self.error
+        self.close()
+        from sr3desk.search.deep import DeepRanker
+        from sr3desk.search.rerank import open_reranker
+
+        self.threads = threads
+        try:
+            self._scorer = open_reranker(threads=threads)
+        except Exception as exc:
+            self.error = exc
+            raise
+        self.ranker = DeepRanker(self._scorer)
+        return self.ranker
+
+    def close(self) -> None:
+        """Release the cross-encoder; safe to call twice."""
+        if self._scorer is not None:
+            self._scorer.close()
+        self._scorer = self.ranker = self.error = None
+
+
 def index_session(engine: Engine, config: Config, settings: Settings) -> IndexProcess:
     """Return the (not yet started) indexing process for ``settings``, wired to ``engine``."""
     session = IndexProcess(
@@ -186,6 +231,8 @@ class Engine(QObject):
         self._model_res = LaneResources(with_model=True)
         self.keyword_lane = Lane("keyword", self, on_exit=self._keyword_res.close)
         self.model_lane = Lane("model", self, on_exit=self._model_res.close)
+        self._deep_res = DeepResources()
+        self.deep_lane = Lane("deep", self, on_exit=self._deep_res.close)
         self.run: IndexProcess | None = None
         self.indexing = False
         self.paused = False
@@ -236,6 +283,23 @@ class Engine(QObject):
             self.model_failed.emit(message.describe(exc, "loading the model"))
 
         self.model_lane.submit(load, done, failed, key="load", name="load-model")
+        self.model_lane.submit(self._calibrate_now(config), name="calibrate")
+
+    def _calibrate_now(self, config: Config) -> Callable[[], None]:
+        """A model-lane job: measure the model's fusion weight on this index now (cached
+        after the first time), so the first hybrid search does not wait for it."""
+        res = self._model_res
+
+        def calibrate() -> None:
+            if config != self.config or res.searcher is None:
+                return
+            try:
+                if res.searcher.vectors_usable():
+                    log.info("Fusion on this index: %s", res.searcher.vector_weight().describe())
+            except Exception as exc:  # searches will say it; the window must not care
+                log.warning("Could not measure the model on this index: %s", exc)
+
+        return calibrate
 
     def start_indexing(self) -> None:
         """Index the watched folders (then watch them); restarts a running session."""
@@ -308,13 +372,14 @@ class Engine(QObject):
             self.run.stop()
         self.keyword_lane.stop()
         self.model_lane.stop()
+        self.deep_lane.stop()
         ended = True
         if self.run is not None:
             # The child commits and exits at its next check point, or is ended:
             # either way it is gone when this returns.
             self.run.wait(max(0.05, deadline - time.monotonic()))
             log.debug("Index process ended")
-        for lane in (self.keyword_lane, self.model_lane):
+        for lane in (self.keyword_lane, self.model_lane, self.deep_lane):
             ended = lane.join(max(0.0, deadline - time.monotonic())) and ended
         if not ended:
             alive = [t.name for t in threading.enumerate() if t.name.startswith("sr3desk-")]
@@ -353,6 +418,57 @@ class Engine(QObject):
             return mres.searcher.search(request)
 
         return self.model_lane.submit(run_model, done, failed, key="search")
+
+    def rerank(
+        self,
+        response: SearchResponse,
+        cancel: threading.Event,
+        done: Callable[[SearchResponse], None],
+        failed: Callable[[BaseException], None],
+    ) -> Job[Any]:
+        """Re-rank an instant search's ``response`` in the deep lane (deep search).
+
+        ``cancel`` stops it between batches (the query changed); ``failed`` then gets
+        :class:`~sr3desk.search.rerank.Cancelled`, or the reason the cross-encoder
+        cannot be used. The newest request wins.
+        """
+        res, threads = self._deep_res, self.settings.threads
+
+        def run() -> SearchResponse:
+            from dataclasses import replace
+
+            ranker = res.ensure(threads)
+            results, stats = ranker.rerank(response.query, response.results, cancel.is_set)
+            stages = {**response.stages, "rerank": stats.ms}
+            return replace(
+                response,
+                results=results,
+                deep=True,
+                stages=stages,
+                took_ms=response.took_ms + stats.ms,
+            )
+
+        return self.deep_lane.submit(run, done, failed, key="deep", name="rerank")
+
+    def deep_unavailable(self) -> str | None:
+        """Why Enter cannot re-rank (turned off, not installed), or None when it can."""
+        if not self.settings.deep_search:
+            return "deep search is turned off in Settings"
+        from sr3desk.search.rerank import default_reranker_dir
+
+        folder = default_reranker_dir()
+        if not folder.is_dir():
+            return (
+                f"the cross-encoder is not installed in {folder} "
+                "(run `make setup` or `sr3desk reranker install`)"
+            )
+        return None
+
+    def reasoning(self) -> ReasoningVerdict:
+        """What the loaded model's figures say of its reasoning (unmeasured without a model)."""
+        from sr3desk.search.reasoning import reasoning_verdict
+
+        return reasoning_verdict(self.model_info.eval if self.model_info is not None else None)
 
     def file_chunks(
         self,

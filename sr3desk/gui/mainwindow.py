@@ -87,9 +87,16 @@ class MainWindow(QMainWindow):
 
     def _build(self) -> None:
         self.search = SearchField()
+        self.deep_button = QPushButton("Deep search")
+        self.deep_button.setAccessibleName("Deep search")
+        self.deep_button.setToolTip(
+            "Deep search (Enter): the best results are read again together with your "
+            "query by a cross-encoder and re-ranked"
+        )
         self.think_button = QPushButton("Think")
         self.think_button.setAccessibleName("Think: deep search with reasoning")
-        self.think_button.setToolTip("Deep search: the model reasons about your query (Enter)")
+        self.think_button.setEnabled(False)
+        self.think_button.setToolTip("Think: no model is loaded")
         self.settings_button = QToolButton()
         self.settings_button.setText("⚙")
         self.settings_button.setAccessibleName("Settings")
@@ -100,6 +107,7 @@ class MainWindow(QMainWindow):
         self.settings_button.setFont(gear)
         top = QHBoxLayout()
         top.addWidget(self.search, 1)
+        top.addWidget(self.deep_button)
         top.addWidget(self.think_button)
         top.addWidget(self.settings_button)
 
@@ -160,6 +168,7 @@ class MainWindow(QMainWindow):
         self.searching = SearchFlow(
             self.engine,
             self.search,
+            self.deep_button,
             self.think_button,
             self.filters,
             self.model,
@@ -168,7 +177,8 @@ class MainWindow(QMainWindow):
             self.summary,
             self.reasoning,
         )
-        self.setTabOrder(self.search, self.think_button)
+        self.setTabOrder(self.search, self.deep_button)
+        self.setTabOrder(self.deep_button, self.think_button)
         self.setTabOrder(self.think_button, self.filters.folder)
         self.setTabOrder(self.filters.folder, self.filters.type)
         self.setTabOrder(self.filters.type, self.filters.date)
@@ -199,11 +209,13 @@ class MainWindow(QMainWindow):
 
         search_menu = menu.addMenu("&Search")
         self.act_focus = self._action("&Find", ["Ctrl+K", "Ctrl+F"], self.focus_search)
+        self.act_deep = self._action("&Deep search", [], self.searching.deep_search)
         self.act_think = self._action(
-            "&Think (deep search)", ["Ctrl+Return"], self.searching.deep_search
+            "&Think (deep search with reasoning)", ["Ctrl+Return"], self.searching.think
         )
+        self.act_think.setEnabled(False)
         self.act_clear_filters = self._action("&Clear filters", [], self.filters.reset)
-        for a in (self.act_focus, self.act_think, self.act_clear_filters):
+        for a in (self.act_focus, self.act_deep, self.act_think, self.act_clear_filters):
             search_menu.addAction(a)
 
         result_menu = menu.addMenu("&Result")
@@ -447,13 +459,25 @@ class MainWindow(QMainWindow):
 
     def _model_ready(self, info: ModelInfo | None) -> None:
         settle_heap()  # the model's metadata is loaded for good
-        if info is not None:
-            self.think_button.setToolTip(
-                f"Deep search with {info.name}: the model reasons about your query (Enter)"
-            )
+        self._update_think(info)
         self._update_idle_status()
         if self.searching.stage < STAGE_HYBRID:
             self.searching.refresh()
+
+    def _update_think(self, info: ModelInfo | None) -> None:
+        """Think is on only for a model whose reasoning is measured to help; its
+        tooltip gives the figures either way."""
+        verdict = self.engine.reasoning()
+        helps = info is not None and verdict.helps
+        self.think_button.setEnabled(helps)
+        self.act_think.setEnabled(helps)
+        if info is None:
+            tip = "Think: no model is loaded"
+        elif helps:
+            tip = f"Think: {info.name} reasons about your query first; {verdict.describe()}"
+        else:
+            tip = f"Think is off for {info.name}: {verdict.describe()}"
+        self.think_button.setToolTip(tip)
 
     def _model_failed(self, text: str) -> None:
         self.banner.show_message(message.error(text), action="Settings…")
@@ -612,7 +636,8 @@ class MainWindow(QMainWindow):
         """List the keyboard shortcuts."""
         text = (
             "Ctrl+K / Ctrl+F\tsearch field\n"
-            "Enter\tdeep search (the model reasons first)\n"
+            "Enter\tdeep search (the best results re-ranked)\n"
+            "Ctrl+Enter\tthink: deep search with reasoning (a model it helps)\n"
             "Down / Up\tmove between the search field and the results\n"
             "Enter (in results)\topen the file at the passage's page\n"
             "Ctrl+O\topen the selected file\n"

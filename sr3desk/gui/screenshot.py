@@ -4,8 +4,10 @@
 indexes a small folder of real documents (the Python docs' reST sources and R's
 PDF manuals, from Debian packages) into a temporary data directory with the
 real indexer, types a query into the real window, waits for its results and
-preview, and grabs the window. Without a display it starts Xvfb when there is
-one, else it renders offscreen.
+preview, and grabs the window. ``--deep`` then presses Enter, waits for the
+re-ranked list, shows the Think button's tooltip and grabs the whole screen
+(the tooltip is a window of its own). Without a display it starts Xvfb when
+there is one, else it renders offscreen.
 """
 
 from __future__ import annotations
@@ -79,19 +81,31 @@ def start_xvfb() -> subprocess.Popen[bytes] | None:
 
 
 def shoot(
-    model: Path | None, out: Path, query: str, width: int, height: int, threads: int | None
+    model: Path | None,
+    out: Path,
+    query: str,
+    width: int,
+    height: int,
+    threads: int | None,
+    deep: bool = False,
 ) -> None:
-    """Index the sample corpus, search for ``query`` and save the window to ``out``."""
-    from PySide6.QtCore import QEventLoop, QTimer
+    """Index the sample corpus, search for ``query`` and save the window to ``out``
+    (``deep``: after a deep search, with the Think tooltip, as the whole screen)."""
+    from PySide6.QtCore import QEventLoop, QPoint, Qt, QTimer
+    from PySide6.QtGui import QGuiApplication
     from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QToolTip
 
     from sr3desk.gui.app import create_window, make_app
     from sr3desk.gui.status import describe_progress
     from sr3desk.index.types import Progress
+    from sr3desk.search.rerank import default_reranker_dir
     from sr3desk.settings import Settings
 
     work = Path(tempfile.mkdtemp(prefix="sr3desk-shot-"))
     try:
+        # The installed cross-encoder stays where it is when HOME moves below.
+        os.environ.setdefault("SR3DESK_RERANKER", str(default_reranker_dir()))
         # Folders show relative to the home directory, as on a user's machine.
         os.environ["HOME"] = str(work)
         home = work / ".local" / "share" / "sr3desk"
@@ -148,12 +162,23 @@ def shoot(
             raise SystemExit(f"no results for {query!r}: nothing to show")
         if window.preview.result is None or not window.preview.hit_text:
             wait(window.preview_shown, 60)
+        if deep:
+            before = [r.path for r in window.model.results()]
+            QTest.keyClick(window.search, Qt.Key.Key_Return)
+            wait(window.deep_search_done, 300)
+            after = [r.path for r in window.model.results()]
+            log.info("instant: %s", [Path(p).name for p in before[:5]])
+            log.info("deep:    %s (%s)", [Path(p).name for p in after[:5]], window.summary.text())
+            button = window.think_button
+            QToolTip.showText(button.mapToGlobal(QPoint(0, button.height())), button.toolTip())
         # Let the preview scroll and the status bar settle before grabbing.
-        QTimer.singleShot(300, loop.quit)
+        QTimer.singleShot(600, loop.quit)
         loop.exec()
         window.info_label.clear()
         out.parent.mkdir(parents=True, exist_ok=True)
-        if not window.grab().save(str(out)):
+        screen = QGuiApplication.primaryScreen()
+        picture = screen.grabWindow(0) if deep and screen is not None else window.grab()
+        if not picture.save(str(out)):
             raise SystemExit(f"cannot write {out}")
         log.info("wrote %s", out)
         window.close()
@@ -171,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--query", default=DEFAULT_QUERY)
     parser.add_argument("--size", default="1280x800", help="window size, WxH")
     parser.add_argument(
+        "--deep", action="store_true", help="press Enter (deep search) and grab the screen"
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -185,7 +213,15 @@ def main(argv: list[str] | None = None) -> int:
         if xvfb is None:
             os.environ["QT_QPA_PLATFORM"] = "offscreen"
     try:
-        shoot(args.model, args.out.resolve(), args.query, width, height, args.threads or None)
+        shoot(
+            args.model,
+            args.out.resolve(),
+            args.query,
+            width,
+            height,
+            args.threads or None,
+            args.deep,
+        )
     finally:
         if xvfb is not None:
             xvfb.terminate()

@@ -356,14 +356,23 @@ class SettingsDialog(QDialog):
         self.reason = QCheckBox("Let the model reason on every search (slower)")
         self.reason.setAccessibleName("Reason by default")
         self.reason.setToolTip(
-            "Deep search (Enter or Think) always reasons; this makes search-as-you-type reason too."
+            "Think always reasons; this makes search-as-you-type reason too, for a model "
+            "whose reasoning is measured to help"
         )
         self.reason.setChecked(settings.reason_default)
+        self.deep = QCheckBox("Deep search on Enter: re-rank the best results (about a second)")
+        self.deep.setAccessibleName("Deep search on Enter")
+        self.deep.setToolTip(
+            "Enter reads the best results again together with your query (a cross-encoder) "
+            "and re-ranks them; off: Enter shows the instant results"
+        )
+        self.deep.setChecked(settings.deep_search)
         mform = QFormLayout(model_tab)
         mform.addRow("Model file:", self.model)
         mform.addRow("Threads:", self.threads)
         mform.addRow("GPU layers:", self.gpu_layers)
         mform.addRow("", self.reason)
+        mform.addRow("", self.deep)
         tabs.addTab(model_tab, "Model")
 
         # Storage tab.
@@ -424,6 +433,7 @@ class SettingsDialog(QDialog):
             threads=self.threads.value() or None,
             gpu_layers=self.gpu_layers.value(),
             reason_default=self.reason.isChecked(),
+            deep_search=self.deep.isChecked(),
         )
 
     def result_home(self) -> Path:

@@ -31,9 +31,9 @@ class SearchField(QLineEdit):
         super().__init__(parent)
         self.setAccessibleName("Search")
         self.setAccessibleDescription(
-            "Type to search your documents; press Enter for a deep search with reasoning"
+            "Type to search your documents; press Enter for a deep search"
         )
-        self.setPlaceholderText("Search your documents…   (Enter: think deeper)")
+        self.setPlaceholderText("Search your documents…   (Enter: deep search)")
         self.setClearButtonEnabled(True)
         font = self.font()
         font.setPointSizeF(font.pointSizeF() * 1.25)

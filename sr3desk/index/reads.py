@@ -122,7 +122,11 @@ def keyword_search(
     where = filters_sql(filters)
     if where:
         query = query.where(where, prefilter=True)
-    return search_hits(query.select([*HIT_COLUMNS, "_score"]).to_arrow(), "_score")
+    hits = search_hits(query.select([*HIT_COLUMNS, "_score"]).to_arrow(), "_score")
+    # Equal scores (repeated or near-identical passages) come back in no fixed order:
+    # by passage id, so the same query always gives the same list.
+    hits.sort(key=lambda h: (-h.score, h.chunk_id))
+    return hits
 
 
 def rows_by_id(table: Any, ids: Sequence[str], columns: list[str]) -> pa.Table:

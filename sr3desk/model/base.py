@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
+DEFAULT_MAX_REASON_TOKENS = 256  # reasoning budget of a model with no measured length
+
 if TYPE_CHECKING:
     from sr3desk.model.ggufinfo import ModelInfo
 
@@ -27,7 +29,8 @@ class QueryEmbedding:
     suffix was appended. ``n_tokens``: tokens processed (prompt plus generated).
     ``token_ids``: those tokens, ending with the embed token whose state is the
     vector (empty when the embedder does not report them); parity checks feed them
-    to another implementation.
+    to another implementation. ``n_generated``: reasoning tokens the model wrote
+    (0 without reasoning).
     """
 
     vector: np.ndarray
@@ -35,6 +38,7 @@ class QueryEmbedding:
     forced: bool = False
     n_tokens: int = 0
     token_ids: list[int] = field(default_factory=list)
+    n_generated: int = 0
 
 
 @runtime_checkable
@@ -66,7 +70,7 @@ class Embedder(Protocol):
         ...
 
     def embed_query(
-        self, text: str, reason: bool = False, max_reason_tokens: int = 256
+        self, text: str, reason: bool = False, max_reason_tokens: int = DEFAULT_MAX_REASON_TOKENS
     ) -> QueryEmbedding:
         """Embed a search query, optionally letting the model reason first."""
         ...
@@ -80,4 +84,4 @@ class Embedder(Protocol):
         ...
 
 
-__all__ = ["Embedder", "QueryEmbedding"]
+__all__ = ["DEFAULT_MAX_REASON_TOKENS", "Embedder", "QueryEmbedding"]

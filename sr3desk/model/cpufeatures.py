@@ -8,7 +8,8 @@ Two users:
   the same build flags, so one CPU's build is never handed to another (an
   illegal instruction, or the AMX path on a CPU that should not take it);
 - the runtime (``sr3desk.model.native``) asks :func:`has_amx` to decide whether
-  llama.cpp may put weights into its extra ("repack"/AMX) buffer types.
+  llama.cpp may put weights into its extra ("repack"/AMX) buffer types;
+- llama.cpp and the cross-encoder size their thread pools by :func:`physical_cores`.
 
 This file imports nothing outside the standard library: the Makefile runs it
 with the system Python before any virtual environment exists.
@@ -17,6 +18,7 @@ with the system Python before any virtual environment exists.
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import re
 import sys
@@ -49,6 +51,27 @@ def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
             flags.update(f for f in value.split() if _ISA.match(f))
             break  # every core of one machine reports the same set
     return frozenset(flags)
+
+
+def physical_cores() -> int:
+    """The physical cores this process may use (SMT siblings counted once).
+
+    Matrix kernels gain nothing from SMT siblings and thread barriers suffer from
+    oversubscription, so logical CPUs are mapped to cores.
+    """
+    try:
+        allowed = os.sched_getaffinity(0)
+    except AttributeError:  # not Linux
+        allowed = set(range(os.cpu_count() or 1))
+    cores: set[tuple[str, str]] = set()
+    for cpu in allowed:
+        base = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            core = (base / "physical_package_id").read_text(), (base / "core_id").read_text()
+        except OSError:
+            core = (str(cpu), "")
+        cores.add(core)
+    return max(1, len(cores) or len(allowed))
 
 
 def has_amx(flags: frozenset[str] | None = None) -> bool:

@@ -26,13 +26,13 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sr3desk.errors import ModelError
-from sr3desk.model.base import QueryEmbedding
+from sr3desk.model.base import DEFAULT_MAX_REASON_TOKENS, QueryEmbedding
+from sr3desk.model.cpufeatures import physical_cores
 from sr3desk.model.ggufinfo import ModelInfo, inspect_gguf
 from sr3desk.model.native import C, last_llama_error, load_model
 from sr3desk.model.prompts import forced_tail
@@ -41,7 +41,6 @@ from sr3desk.model.tokenizer import LlamaTokenizer
 log = logging.getLogger(__name__)
 
 DEFAULT_N_CTX = 2048  # tokens per input: chunks are ~256, reasoning queries < 1k
-DEFAULT_MAX_REASON_TOKENS = 256
 # Sequences decoded together. On 2 CPU cores more sequences per decode did not pay:
 # 53, 50, 43 and 53 tokens/s for 1, 2, 4 and 8 (bench/embed.py --batch-sweep,
 # smollm2-sr3 Q8_0, 40 passages). A GPU is underused by one ~300-token sequence, so
@@ -51,24 +50,9 @@ GPU_SEQS_PER_BATCH = 8
 
 
 def default_threads() -> int:
-    """Threads for llama.cpp: the physical cores this process may use.
-
-    llama.cpp's matrix kernels gain nothing from SMT siblings and its thread
-    barriers suffer from oversubscription, so logical CPUs are mapped to cores.
-    """
-    try:
-        allowed = os.sched_getaffinity(0)
-    except AttributeError:  # not Linux
-        allowed = set(range(os.cpu_count() or 1))
-    cores: set[tuple[str, str]] = set()
-    for cpu in allowed:
-        base = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-        try:
-            core = (base / "physical_package_id").read_text(), (base / "core_id").read_text()
-        except OSError:
-            core = (str(cpu), "")
-        cores.add(core)
-    return max(1, len(cores) or len(allowed))
+    """Threads for llama.cpp: the physical cores this process may use
+    (:func:`~sr3desk.model.cpufeatures.physical_cores`)."""
+    return physical_cores()
 
 
 class LlamaEmbedder:
@@ -398,7 +382,9 @@ class LlamaEmbedder:
         if shown.endswith(prompts.answer_prefix.strip()):
             shown = shown[: -len(prompts.answer_prefix.strip())].rstrip()
         all_ids = [*ids, *generated, *tail]
-        return QueryEmbedding(_normalise(vec[None, :])[0], shown, not emitted, pos + 1, all_ids)
+        return QueryEmbedding(
+            _normalise(vec[None, :])[0], shown, not emitted, pos + 1, all_ids, len(generated)
+        )
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:
@@ -425,4 +411,10 @@ def open_embedder(
     return LlamaEmbedder(info, threads, gpu_layers, n_ctx, seqs_per_batch)
 
 
-__all__ = ["DEFAULT_N_CTX", "LlamaEmbedder", "default_threads", "open_embedder"]
+__all__ = [
+    "DEFAULT_MAX_REASON_TOKENS",
+    "DEFAULT_N_CTX",
+    "LlamaEmbedder",
+    "default_threads",
+    "open_embedder",
+]

@@ -7,53 +7,45 @@ two fused at equal weight 0.35; a decent small model (0.85) fused with BM25 gave
 0.87, better than either. So the vector vote must be worth nothing for a weak
 model and everything for a good one.
 
-Where the model's quality comes from, in order:
+Why measured on the index being searched: a model's figures from its training
+domain do not carry over to a user's documents. The default model scored 0.573
+vs BM25's 0.519 nDCG@10 on held-out R manuals, its own domain, and got full
+weight everywhere from them; on 120 real documents unlike its training text
+(each found by its own one-line description) it scored 0.690 vs BM25's 0.872,
+and hybrid at full weight fell below keyword search (0.862).
 
-1. ``sr3.eval`` in the GGUF (:attr:`ModelInfo.eval`): held-out nDCG@10 of the
-   model and of BM25 on the same set, written by the training pipeline.
+Where the weight comes from, in order:
+
+1. ``sr3.eval`` in the GGUF when it was measured on *this* index (its
+   ``index`` names this data directory): ``sr3desk tune`` writes such figures,
+   from the index's own held-out files. Mapped by :func:`weight_from_scores`.
+   Figures from anywhere else are only shown, never used.
 2. A calibration on the user's own index (:func:`calibrate`): pseudo-queries
-   made from indexed passages, retrieved by keywords and by vectors, scored by
-   MRR@10 at file level. Cached per model and index size; redone when the
-   number of embedded passages has doubled (or halved) since.
+   shaped like real ones (a file's title or opening line, a section heading, a
+   sentence), each with the passage it came from left out of both rankings,
+   retrieved by keywords and by vectors and scored by nDCG@10 at file level.
+   Cached per model and index size; redone when the number of embedded
+   passages has grown by half (or shrunk by a third) since, or the model changed.
+3. Too few passages to measure: weight 0 (the keyword ranking; files only the
+   model found may fill a short list).
 
-The mapping from quality to weight uses the ratio ``r = model / keyword`` of the
-two scores on the same queries:
-
-    weight = clip((r - 0.7) / (1.0 - 0.7), 0, 1)
-
-* ``r >= 1``: the model is at least as good as keyword search: full weight
-  (equal to the keyword side), where fusion helps because the two make
-  different mistakes (the 0.85 model above has r = 1.06).
-* ``r <= 0.7``: clearly worse: weight 0, hybrid returns exactly the keyword
-  ranking (files only the model found may fill a short list at the end). The
-  bar sits this high because pseudo-queries share words with their passages,
-  which flatters a weak model: the untrained smollm2-sr3 scores r = 0.46 to
-  0.77 on them (MRR 0.41 vs 0.75 on 150 Python docs pages, 0.53 to 0.56 vs 0.79
-  to 0.81 on 40, 0.71 vs 0.93 on 10; the pseudo-queries are a random sample)
-  but far less on real queries
-  (nDCG@10 0.10 vs 0.80 on the held-out set above), and fused at the weight
-  0.32 an earlier mapping gave it, it lowered nDCG@10 from 1.00 to 0.94 (RRF) on
-  a 40-page version of bench/search_quality.py's set.
-* in between, linearly: a model somewhat worse than keywords still adds recall
-  for paraphrased queries, but its votes count for less.
-
-A calibrated weight is then tried on the same pseudo-queries: hybrid at that
-weight must score more than keyword search (MRR@10), or as much for a model
-that matched keyword search (full weight); if it does not, half and then a
-quarter of it are tried, else the weight is 0. So a weaker model takes part
-only where fusing it helped on the user's own documents: merely not losing is
-not enough, because pseudo-queries flatter a weak model (measured: the
-untrained smollm2-sr3 passed the earlier "not worse" rule at weight 0.05 on 40
-Python docs pages, and RRF at that weight then lowered nDCG@10 on the real
-queries from 0.966 to 0.959).
-Figures from ``sr3.eval`` come from a proper held-out set and are used as they
-are.
+Choosing the weight from a calibration (:func:`weight_from_run`): every weight
+of :data:`WEIGHT_GRID` is tried on the same pseudo-queries, and the per-query
+gain of fused over keyword search is taken with its standard error. The weight
+kept is the one whose one-sided 95% lower confidence bound on the gain is
+highest, and only if that bound is above 0; otherwise the weight is 0. So the
+model takes part only where fusing it measurably helped on the user's own
+documents: a noisy or small gain (few queries, a flat model) shrinks to the
+keyword ranking, and a model that merely ties keyword search is left out,
+because pseudo-queries flatter a model (they share words with their passages)
+and on real queries its votes may well hurt.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import tempfile
@@ -65,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 from sr3desk.index.types import ChunkHit
 from sr3desk.search.fusion import FileGroup, Ranking, score_fuse
-from sr3desk.search.metrics import reciprocal_rank
+from sr3desk.search.metrics import ndcg_at_k, reciprocal_rank
 from sr3desk.search.text import STOPWORDS, keyword_text, sentence_spans, words
 
 if TYPE_CHECKING:
@@ -74,14 +66,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOW_RATIO = 0.7  # at or below: weight 0
+LOW_RATIO = 0.7  # at or below: weight 0 (sr3.eval figures of this index)
 HIGH_RATIO = 1.0  # at or above: full weight
-GUARD_STEPS = (1.0, 0.5, 0.25)  # fractions of the mapped weight tried on the pseudo-queries
+WEIGHT_GRID = (0.1, 0.2, 0.35, 0.5, 0.75, 1.0)  # tried on the pseudo-queries
+CONFIDENCE_Z = 1.645  # one-sided 95% bound on the gain over keyword search
 MIN_QUERIES = 12  # fewer usable pseudo-queries: too little to judge the model
-DEFAULT_QUERIES = 40
+DEFAULT_QUERIES = 60
 FETCH = 50  # passages fetched per retriever and pseudo-query
 CACHE_FILE = "search-calibration.json"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: nDCG@10 with a confidence bound (1 was MRR@10 and a ratio)
 
 SOURCE_EVAL = "eval"  # sr3.eval metadata of the model
 SOURCE_CALIBRATION = "calibration"  # measured on the user's index
@@ -113,8 +106,10 @@ class VectorWeight:
 
     ``source``: :data:`SOURCE_EVAL`, :data:`SOURCE_CALIBRATION` or
     :data:`SOURCE_UNMEASURED`; ``model_score``/``keyword_score``: the two figures
-    compared (nDCG@10 for eval, MRR@10 for calibration); ``n_queries``: queries
-    behind them; ``embedded``: embedded passages when calibrated.
+    compared (nDCG@10); ``n_queries``: queries behind them; ``embedded``:
+    embedded passages when calibrated; ``fused_score``: hybrid at ``weight`` on
+    the same queries; ``gain_bound``: the lower confidence bound of its gain
+    over keyword search (calibration only).
     """
 
     weight: float
@@ -125,6 +120,7 @@ class VectorWeight:
     embedded: int = 0
     dataset: str = ""
     fused_score: float | None = None
+    gain_bound: float | None = None
     measured_at: float = field(default=0.0, compare=False)
 
     def describe(self) -> str:
@@ -139,15 +135,28 @@ class VectorWeight:
                 where += f" ({self.dataset})"
         else:
             where = (
-                f"MRR@10 on {self.n_queries} pseudo-queries from this index: "
+                f"nDCG@10 on {self.n_queries} pseudo-queries from this index: "
                 f"{self.model_score:.2f} vs keyword {self.keyword_score:.2f}"
             )
+            if self.fused_score is not None and self.weight > 0:
+                where += f", hybrid {self.fused_score:.2f}"
         return f"vector weight {self.weight:.2f} ({where})"
 
 
-def from_eval(meta: Mapping[str, Any] | None) -> VectorWeight | None:
-    """Weight from a model's ``sr3.eval`` figures; None when they are missing or unusable."""
+def index_identity(home: Path) -> str:
+    """What an ``sr3.eval`` names as ``index`` when it was measured on the index in ``home``."""
+    return str(Path(home).expanduser().resolve())
+
+
+def from_eval(meta: Mapping[str, Any] | None, index: str | None = None) -> VectorWeight | None:
+    """Weight from a model's ``sr3.eval`` figures; None when they are missing or unusable.
+
+    ``index``: the searched index's :func:`index_identity`; given, figures measured
+    elsewhere (no ``index``, or another one) are not evidence about it: None.
+    """
     if not meta:
+        return None
+    if index is not None and meta.get("index") != index:
         return None
     try:
         model = float(meta["ndcg@10"])
@@ -205,10 +214,23 @@ def _sentence_query(hit: ChunkHit, rng: random.Random) -> str | None:
     return rng.choice(candidates) if candidates else None
 
 
+def _title_query(first: ChunkHit) -> str | None:
+    # A file's title or opening line: what people most often search a file by. The
+    # passage holding it is left out, so the file must be found by the rest of it.
+    for line in first.text.splitlines():
+        line = " ".join(line.split()).strip("#*=-_ ")
+        if not line:
+            continue
+        n = len(_content_words(line))
+        return line if n >= 2 and len(line.split()) <= 16 else None
+    return None
+
+
 def pseudo_queries(store: Store, n: int = DEFAULT_QUERIES, seed: int = 0) -> list[PseudoQuery]:
     """Make up to ``n`` pseudo-queries from the index's embedded passages.
 
-    Two kinds, about half each: a section heading (answered by its file) and a
+    Three kinds, about a third each: a file's title or opening line (answered by
+    the rest of the file, its first passage left out), a section heading, and a
     sentence from a passage's middle (answered by the rest of its file, the
     passage itself left out). Only files whose passages are all embedded take
     part, so the vector side is not blamed for passages it cannot see.
@@ -218,31 +240,42 @@ def pseudo_queries(store: Store, n: int = DEFAULT_QUERIES, seed: int = 0) -> lis
     rng.shuffle(sample)
     out: list[PseudoQuery] = []
     seen: set[str] = set()
-    complete: dict[str, bool] = {}
+    firsts: dict[str, ChunkHit | None] = {}
     per_file: dict[str, int] = {}
-    n_headings = 0
+    kinds = {"title": 0, "heading": 0}
     for hit in sample:
         if len(out) >= n:
             break
         if per_file.get(hit.file_id, 0) >= 2:
             continue  # spread the queries over many files
-        if hit.file_id not in complete:
+        if hit.file_id not in firsts:
             chunks = store.file_chunks(hit.file_id)
             ids = [c.chunk_id for c in chunks]
-            complete[hit.file_id] = len(ids) >= 2 and len(store.chunk_vectors(ids)) == len(ids)
-        if not complete[hit.file_id]:
+            complete = len(ids) >= 2 and len(store.chunk_vectors(ids)) == len(ids)
+            firsts[hit.file_id] = chunks[0] if complete else None
+        first = firsts[hit.file_id]
+        if first is None:
             continue
-        query: PseudoQuery | None = None
-        heading = _heading_query(hit) if n_headings < n // 2 else None
-        if heading and heading.lower() not in seen:
-            query = PseudoQuery(heading, hit.file_id, None, "heading")
-            n_headings += 1
-        else:
-            sentence = _sentence_query(hit, rng)
-            if sentence and sentence.lower() not in seen:
-                query = PseudoQuery(sentence, hit.file_id, hit.chunk_id, "sentence")
+        candidates: list[PseudoQuery | None] = []
+        if kinds["title"] < n // 3 and per_file.get(hit.file_id, 0) == 0:
+            title = _title_query(first)
+            candidates.append(
+                PseudoQuery(title, hit.file_id, first.chunk_id, "title") if title else None
+            )
+        if kinds["heading"] < n // 3:
+            heading = _heading_query(hit)
+            candidates.append(
+                PseudoQuery(heading, hit.file_id, None, "heading") if heading else None
+            )
+        sentence = _sentence_query(hit, rng)
+        candidates.append(
+            PseudoQuery(sentence, hit.file_id, hit.chunk_id, "sentence") if sentence else None
+        )
+        query = next((q for q in candidates if q and q.text.lower() not in seen), None)
         if query is not None:
             seen.add(query.text.lower())
+            if query.kind in kinds:
+                kinds[query.kind] += 1
             per_file[hit.file_id] = per_file.get(hit.file_id, 0) + 1
             out.append(query)
     return out
@@ -263,25 +296,62 @@ class CalibrationRun:
     vector: list[list[ChunkHit]]
     fuse: Fuse = score_fuse
 
-    def reciprocal_ranks(self, weight: float | None) -> list[float]:
-        """Per-query RR@10 at file level: keyword only (None), vector only (-1), or
+    def rankings(self, weight: float | None) -> list[list[str]]:
+        """Per-query file ids, best first: keyword only (None), vector only (-1), or
         fused at ``weight``."""
         out = []
-        for q, kw, vec in zip(self.queries, self.keyword, self.vector, strict=True):
+        for kw, vec in zip(self.keyword, self.vector, strict=True):
             if weight is None:
                 rankings = [Ranking("keyword", kw)]
             elif weight < 0:
                 rankings = [Ranking("vector", vec)]
             else:
                 rankings = [Ranking("keyword", kw), Ranking("vector", vec, weight)]
-            files = [g.file_id for g in self.fuse(rankings)]
-            out.append(reciprocal_rank(files, {q.file_id}))
+            out.append([g.file_id for g in self.fuse(rankings)])
         return out
+
+    def ndcgs(self, weight: float | None) -> list[float]:
+        """Per-query nDCG@10 at file level, ranked as :meth:`rankings` says."""
+        return [
+            ndcg_at_k(files, {q.file_id})
+            for q, files in zip(self.queries, self.rankings(weight), strict=True)
+        ]
+
+    def reciprocal_ranks(self, weight: float | None) -> list[float]:
+        """Per-query RR@10 at file level, ranked as :meth:`rankings` says."""
+        return [
+            reciprocal_rank(files, {q.file_id})
+            for q, files in zip(self.queries, self.rankings(weight), strict=True)
+        ]
+
+    def ndcg(self, weight: float | None) -> float:
+        """Mean of :meth:`ndcgs` (0 without queries)."""
+        return _mean(self.ndcgs(weight))
 
     def mrr(self, weight: float | None) -> float:
         """Mean of :meth:`reciprocal_ranks` (0 without queries)."""
-        rr = self.reciprocal_ranks(weight)
-        return sum(rr) / len(rr) if rr else 0.0
+        return _mean(self.reciprocal_ranks(weight))
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def gain_bound(fused: Sequence[float], keyword: Sequence[float]) -> float:
+    """One-sided 95% lower confidence bound of the mean per-query gain ``fused - keyword``.
+
+    >>> gain_bound([1.0, 1.0, 1.0], [1.0, 1.0, 1.0])
+    0.0
+    >>> gain_bound([1.0, 0.5, 1.0, 1.0], [0.5, 0.5, 1.0, 1.0]) < 0.125
+    True
+    """
+    gains = [f - k for f, k in zip(fused, keyword, strict=True)]
+    n = len(gains)
+    if n < 2:
+        return -1.0
+    mean = sum(gains) / n
+    var = sum((g - mean) ** 2 for g in gains) / (n - 1)
+    return mean - CONFIDENCE_Z * math.sqrt(var / n)
 
 
 def run_calibration(
@@ -300,29 +370,28 @@ def run_calibration(
 
 
 def weight_from_run(run: CalibrationRun, embedded: int) -> VectorWeight:
-    """Turn a calibration run into a weight: the ratio mapping, then the guard."""
+    """Turn a calibration run into a weight: the grid weight with the best lower
+    confidence bound on its gain over keyword search, if that bound is positive."""
     if len(run.queries) < MIN_QUERIES:
         return VectorWeight(0.0, SOURCE_UNMEASURED, n_queries=len(run.queries), embedded=embedded)
-    kw = run.mrr(None)
-    vec = run.mrr(-1.0)
-    mapped = weight_from_scores(vec, kw)
-    weight, fused = 0.0, kw
-    for fraction in GUARD_STEPS if mapped > 0 else ():
-        candidate = run.mrr(mapped * fraction)
-        # A model at least as good as keywords may tie them; one measurably worse
-        # must show that fusing it helps: a tie means its votes changed nothing
-        # that was checked, and on real queries they may well hurt.
-        if candidate > kw or (candidate == kw and mapped * fraction >= 1.0):
-            weight, fused = mapped * fraction, candidate
-            break
+    kw = run.ndcgs(None)
+    weight, fused, best = 0.0, _mean(kw), 0.0
+    bound = None
+    for candidate in WEIGHT_GRID:
+        scores = run.ndcgs(candidate)
+        lower = gain_bound(scores, kw)
+        bound = lower if bound is None else max(bound, lower)
+        if lower > best:
+            weight, fused, best = candidate, _mean(scores), lower
     return VectorWeight(
-        weight=round(weight, 4),
+        weight=weight,
         source=SOURCE_CALIBRATION,
-        model_score=round(vec, 4),
-        keyword_score=round(kw, 4),
+        model_score=round(run.ndcg(-1.0), 4),
+        keyword_score=round(_mean(kw), 4),
         n_queries=len(run.queries),
         embedded=embedded,
         fused_score=round(fused, 4),
+        gain_bound=None if bound is None else round(bound, 4),
         measured_at=time.time(),
     )
 
@@ -395,13 +464,14 @@ class CalibrationCache:
 
 
 def stale(cached: VectorWeight, embedded: int) -> bool:
-    """True when the index has grown past twice (or shrunk below half) the measured size.
+    """True when the index has grown by half (or shrunk by a third) since it was measured.
 
-    An unmeasured (too small) index is re-tried as soon as it has grown by half.
+    An unmeasured (too small) index is re-tried as soon as it has grown by half
+    and by 50 passages.
     """
     if cached.source == SOURCE_UNMEASURED:
         return embedded > max(cached.embedded * 1.5, cached.embedded + 50)
-    return embedded > 2 * cached.embedded or embedded < cached.embedded / 2
+    return embedded > 1.5 * cached.embedded or embedded < cached.embedded / 1.5
 
 
 __all__ = [
@@ -411,12 +481,15 @@ __all__ = [
     "SOURCE_EVAL",
     "SOURCE_FIXED",
     "SOURCE_UNMEASURED",
+    "WEIGHT_GRID",
     "CalibrationCache",
     "CalibrationRun",
     "PseudoQuery",
     "VectorWeight",
     "calibrate",
     "from_eval",
+    "gain_bound",
+    "index_identity",
     "pseudo_queries",
     "run_calibration",
     "weight_from_ratio",

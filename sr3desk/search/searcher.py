@@ -4,7 +4,9 @@ Hybrid search (the default) asks the full-text index and the vector index for
 passages, over-fetching so that grouping by file still leaves ``k`` files, fuses
 the two lists at file level (:mod:`sr3desk.search.fusion`) with the vector
 side weighted by the model's measured quality (:mod:`sr3desk.search.calibration`),
-and cuts a highlighted snippet from each file's best passages.
+and cuts a highlighted snippet from each file's best passages. A deep search
+(``SearchRequest.deep``) then re-ranks the best files with a cross-encoder
+(:mod:`sr3desk.search.deep`), with or without a model.
 
 Keyword search covers every indexed passage; vector search covers the passages
 embedded so far (the indexer makes text searchable before it embeds it), so
@@ -34,8 +36,10 @@ from sr3desk.search.calibration import (
     VectorWeight,
     calibrate,
     from_eval,
+    index_identity,
     stale,
 )
+from sr3desk.search.deep import DeepRanker, PairScorer
 from sr3desk.search.fusion import (
     FileGroup,
     Ranking,
@@ -44,9 +48,16 @@ from sr3desk.search.fusion import (
     group_hits,
     score_fuse,
 )
+from sr3desk.search.reasoning import reasoning_verdict
 from sr3desk.search.snippets import DEFAULT_WIDTH, make_snippet
 from sr3desk.search.text import ParsedQuery, parse_query
-from sr3desk.search.types import FileResult, Passage, SearchRequest, SearchResponse
+from sr3desk.search.types import (
+    MAX_K,
+    FileResult,
+    Passage,
+    SearchRequest,
+    SearchResponse,
+)
 
 if TYPE_CHECKING:
     from sr3desk.index.store import Store
@@ -57,6 +68,11 @@ log = logging.getLogger(__name__)
 OVERFETCH = 5  # passages fetched per file asked for, per retriever
 MIN_FETCH = 50
 RECHECK_S = 60.0  # how often a long-lived searcher checks whether to recalibrate
+
+NO_RERANKER = (
+    "deep search needs the cross-encoder, which is not installed: run `make setup` "
+    "or `sr3desk reranker install`; showing the instant results"
+)
 
 HOW_TO_SET_MODEL = (
     "pass --model FILE.gguf, set $SR3DESK_MODEL, or make one the default with "
@@ -80,8 +96,10 @@ class Searcher:
     pseudo-queries per calibration. Lists are fused by weighted min-max scores
     (:func:`~sr3desk.search.fusion.score_fuse`), the one fusion whose "never worse
     than keyword search" guarantee held under a misjudged weight; see
-    :mod:`sr3desk.search.fusion`. Not thread-safe: one searcher per thread; close it (or use
-    ``with``) to stop its worker thread.
+    :mod:`sr3desk.search.fusion`. ``reranker``: the cross-encoder of deep search
+    (a :class:`~sr3desk.search.deep.DeepRanker`, or a bare scorer wrapped in one);
+    None: deep requests get the instant results and a note. Not thread-safe: one
+    searcher per thread; close it (or use ``with``) to stop its worker thread.
     """
 
     def __init__(
@@ -93,6 +111,7 @@ class Searcher:
         vector_weight: float | None = None,
         calibration_queries: int = DEFAULT_QUERIES,
         snippet_width: int = DEFAULT_WIDTH,
+        reranker: DeepRanker | PairScorer | None = None,
     ) -> None:
         if vector_weight is not None and not 0.0 <= vector_weight <= 1.0:
             raise ValueError("vector_weight must lie in [0, 1]")
@@ -102,9 +121,16 @@ class Searcher:
         self.calibration_queries = calibration_queries
         self._fixed_weight = vector_weight
         self._cache = CalibrationCache(home / CACHE_FILE) if home is not None else None
+        # sr3.eval figures count as evidence only when measured on this very index.
+        self._index_id = index_identity(home) if home is not None else ""
         self._weight: VectorWeight | None = None
         self._checked_at = 0.0
         self._pool: ThreadPoolExecutor | None = None
+        self.reranker: DeepRanker | None = (
+            reranker
+            if reranker is None or isinstance(reranker, DeepRanker)
+            else DeepRanker(reranker)
+        )
 
     # -- the model's weight ------------------------------------------------------
 
@@ -115,9 +141,10 @@ class Searcher:
     def vector_weight(self) -> VectorWeight:
         """Return the vector side's weight in hybrid fusion, measuring it if needed.
 
-        From the model's ``sr3.eval`` figures when present; else from the cached
-        calibration for this model and index size; else calibrates now (about
-        40 query embeddings) and caches the result.
+        From the model's ``sr3.eval`` figures when they were measured on this
+        index (``sr3desk tune``); else from the cached calibration for this model
+        and index size; else calibrates now (about 60 query embeddings) and caches
+        the result. See :mod:`sr3desk.search.calibration`.
         """
         if self._fixed_weight is not None:
             return VectorWeight(self._fixed_weight, SOURCE_FIXED)
@@ -129,7 +156,7 @@ class Searcher:
         ):
             return self._weight
         self._checked_at = now
-        evaluated = from_eval(self.embedder.info.eval)
+        evaluated = from_eval(self.embedder.info.eval, index=self._index_id)
         if evaluated is not None:
             self._weight = evaluated
             return evaluated
@@ -151,28 +178,45 @@ class Searcher:
 
     # -- searching ---------------------------------------------------------------
 
-    def search(self, request: SearchRequest) -> SearchResponse:
+    def search(
+        self, request: SearchRequest, cancel: Callable[[], bool] | None = None
+    ) -> SearchResponse:
         """Run ``request``; returns files best first with their best passages.
 
         Raises ModelRequiredError for hybrid/vector search without a model.
-        ``took_ms`` includes embedding the query (and reasoning, if asked for).
+        ``took_ms`` includes embedding the query (and reasoning, if asked for)
+        and the re-ranking of a deep search, which raises
+        :class:`~sr3desk.search.rerank.Cancelled` once ``cancel()`` is true.
         """
         embedder = self.embedder
 
         def embed() -> QueryEmbedding:
             assert embedder is not None
-            return embedder.embed_query(request.query, reason=request.reason)
+            if not request.reason:
+                return embedder.embed_query(request.query)
+            budget = reasoning_verdict(embedder.info.eval).budget
+            return embedder.embed_query(request.query, reason=True, max_reason_tokens=budget)
 
-        return self._search(request, embed)
+        return self._search(request, embed, cancel)
 
-    def search_embedded(self, request: SearchRequest, query: QueryEmbedding) -> SearchResponse:
+    def search_embedded(
+        self,
+        request: SearchRequest,
+        query: QueryEmbedding,
+        cancel: Callable[[], bool] | None = None,
+    ) -> SearchResponse:
         """Run ``request`` with the query already embedded (benchmarks; a window
         that embeds once while the user changes filters). Same rules as :meth:`search`."""
-        return self._search(request, lambda: query)
+        return self._search(request, lambda: query, cancel)
 
     def _search(
-        self, request: SearchRequest, embed: Callable[[], QueryEmbedding]
+        self,
+        request: SearchRequest,
+        embed: Callable[[], QueryEmbedding],
+        cancel: Callable[[], bool] | None = None,
     ) -> SearchResponse:
+        if request.deep:
+            return self._deep(request, embed, cancel)
         t0 = time.perf_counter()
         if request.mode != "keyword" and self.embedder is None:
             raise model_required(request.mode)
@@ -194,7 +238,52 @@ class Searcher:
         shown = self._complete(groups[: request.k], request.passages)
         response.results = [self._result(g, parsed, request.passages) for g in shown]
         response.took_ms = (time.perf_counter() - t0) * 1000.0
+        response.stages["search"] = response.took_ms
         return response
+
+    def _deep(
+        self,
+        request: SearchRequest,
+        embed: Callable[[], QueryEmbedding],
+        cancel: Callable[[], bool] | None,
+    ) -> SearchResponse:
+        """The instant search for at least the re-ranked files, then the re-ranking."""
+        t0 = time.perf_counter()
+        ranker = self.reranker
+        top = ranker.top if ranker is not None else 0
+        first = replace(request, deep=False, k=min(MAX_K, max(request.k, top)))
+        response = self._search(first, embed)
+        response.query = request.query
+        if ranker is None:
+            response.notes.append(NO_RERANKER)
+        elif response.results:
+            response.results, stats = ranker.rerank(request.query, response.results, cancel)
+            response.deep = True
+            response.stages["rerank"] = stats.ms
+        response.results = response.results[: request.k]
+        response.took_ms = (time.perf_counter() - t0) * 1000.0
+        return response
+
+    def rerank(
+        self, response: SearchResponse, cancel: Callable[[], bool] | None = None
+    ) -> SearchResponse:
+        """Return ``response`` (an instant search's) with its best files re-ranked.
+
+        For a window that already shows the instant results: the deep search
+        reuses them instead of searching again. Raises
+        :class:`~sr3desk.search.rerank.Cancelled` once ``cancel()`` is true; a
+        searcher without a cross-encoder returns the response with a note.
+        """
+        out = replace(response, notes=list(response.notes), stages=dict(response.stages))
+        if self.reranker is None:
+            out.notes.append(NO_RERANKER)
+            return out
+        if out.results:
+            out.results, stats = self.reranker.rerank(response.query, response.results, cancel)
+            out.deep = True
+            out.stages["rerank"] = stats.ms
+            out.took_ms = response.took_ms + stats.ms
+        return out
 
     def _vector_hits(
         self,
@@ -341,4 +430,4 @@ class Searcher:
         )
 
 
-__all__ = ["HOW_TO_SET_MODEL", "Searcher", "model_required"]
+__all__ = ["HOW_TO_SET_MODEL", "NO_RERANKER", "Searcher", "model_required"]

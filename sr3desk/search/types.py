@@ -19,8 +19,10 @@ class SearchRequest:
     ``query``: what the user typed; ``mode``: "hybrid" (keywords and vectors
     fused, the default), "vector" or "keyword" (needs no model); ``k``: files to
     return; ``filters``: folder, file type and date restrictions; ``reason``: let
-    the model reason about the query before embedding it (slower, "deep search");
-    ``passages``: best passages shown per file.
+    the model reason about the query before embedding it (slower; only worth it
+    for a model whose reasoning is measured to help); ``deep``: re-rank the best
+    files with the cross-encoder (:mod:`sr3desk.search.deep`); ``passages``: best
+    passages shown per file.
     """
 
     query: str
@@ -29,6 +31,7 @@ class SearchRequest:
     filters: Filters = field(default_factory=Filters)
     reason: bool = False
     passages: int = 3
+    deep: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -92,7 +95,10 @@ class SearchResponse:
     ``results``: files, best first; ``reasoning``/``forced``: the model's
     reasoning when asked for, and whether the embed token had to be forced;
     ``notes``: one-line remarks for the user (partial index, weak model, ...);
-    ``vector_weight``: the weight the vector side had in hybrid fusion.
+    ``vector_weight``: the weight the vector side had in hybrid fusion;
+    ``deep``: the best files were re-ranked by the cross-encoder; ``stages``:
+    milliseconds per stage ("search": the first stage, query embedding
+    included; "rerank": the cross-encoder).
     """
 
     query: str
@@ -103,6 +109,8 @@ class SearchResponse:
     forced: bool = False
     notes: list[str] = field(default_factory=list)
     vector_weight: float | None = None
+    deep: bool = False
+    stages: dict[str, float] = field(default_factory=dict)
 
 
 __all__ = ["MODES", "FileResult", "Mode", "Passage", "SearchRequest", "SearchResponse"]

@@ -136,11 +136,42 @@ def test_every_mode_with_model(
 
 
 def test_reason_adds_the_reasoning(search: Callable[..., tuple[int, str, str]]) -> None:
-    code, out, _ = search("hash functions", "--json", "--reason", "-k", "2")
+    code, out, err = search("hash functions", "--json", "--reason", "-k", "2")
     assert code == 0
     data = json.loads(out)
     assert set(data) == {"query", "mode", "took_ms", "results", "reasoning"}
     assert isinstance(data["reasoning"], str)
+    # tiny-qwen2 carries no reasoned figures: it runs, and says so.
+    assert "its reasoning has not been measured" in err
+
+
+def test_deep_reranks_with_or_without_a_model(
+    indexed: tuple[Path, Path], search: Callable[..., tuple[int, str, str]]
+) -> None:
+    docs, _ = indexed
+    query = "turn binary data into printable text and back"
+    for model in (True, False):
+        code, out, _ = search(query, "--json", "--deep", "-k", "3", model=model)
+        assert code == 0
+        data = json.loads(out)
+        assert data["deep"] is True and set(data["stages"]) == {"search", "rerank"}
+        assert data["took_ms"] >= data["stages"]["rerank"] > 0
+        assert data["results"][0]["path"] == str(docs / "rst" / "base64.rst.txt")
+    code, out, _ = search(query, "-k", "3", "--deep", model=False)
+    assert code == 0 and "re-ranked" in out
+
+
+def test_deep_without_the_cross_encoder_says_why(
+    search: Callable[..., tuple[int, str, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SR3DESK_RERANKER", str(tmp_path / "nowhere"))
+    code, out, err = search("gzip file compression", "--json", "--deep", model=False)
+    assert code == 0
+    data = json.loads(out)
+    assert data["deep"] is False and data["results"]
+    assert "sr3desk reranker install" in err
 
 
 def test_keyword_search_without_model(

@@ -17,6 +17,7 @@ from corpora import copy_tune_home
 
 from sr3desk.cli import main
 from sr3desk.model.ggufinfo import inspect_gguf
+from sr3desk.search.calibration import from_eval, index_identity
 from sr3desk.settings import Settings
 from sr3desk.tuning import STAGING
 from training.tune import steps_for
@@ -120,6 +121,9 @@ def test_losing_tune_keeps_the_default_and_says_why(
     assert tuned.path.parent.parent == home / "models" and tuned.eval is not None
     assert tuned.eval["ndcg@10"] == round(result["figures"]["tuned"]["ndcg@10"], 4)
     assert tuned.eval["bm25_ndcg@10"] == round(result["figures"]["bm25"]["ndcg@10"], 4)
+    # Measured on this index's own held-out files: evidence about this index, no other.
+    assert tuned.eval["index"] == index_identity(home)
+    assert from_eval(tuned.eval, index=index_identity(home)) is not None
 
 
 def test_winning_tune_switches_then_undo_restores(

@@ -1,4 +1,4 @@
-"""The real window over a real index: type, read, open, filter, problems, think.
+"""The real window over a real index: type, read, open, filter, problems.
 
 One window indexes a folder of real documents (Python docs, an R manual as PDF,
 and two broken files) once for the module, with the tiny test model; the tests
@@ -20,40 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer, QUrl, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtTest import QTest
 from pytestqt.qtbot import QtBot
+from waiting import wait_for
 
 from sr3desk.gui.app import create_window
 from sr3desk.gui.mainwindow import MainWindow
-from sr3desk.gui.searchflow import STAGE_DEEP, STAGE_HYBRID, STAGE_KEYWORD
+from sr3desk.gui.searchflow import STAGE_HYBRID, STAGE_KEYWORD
 from sr3desk.index.types import Summary
 from sr3desk.settings import Settings
 
 HEARTBEAT_MS = 20
 MAX_GAP_S = 0.2  # the issue's limit on an event-loop stall while indexing
-
-
-def wait_for(signal: object, timeout_s: float) -> list[object]:
-    """Spin the event loop until ``signal`` fires; returns its arguments."""
-    loop = QEventLoop()
-    got: list[list[object]] = []
-
-    def fired(*args: object) -> None:
-        got.append(list(args))
-        loop.quit()
-
-    signal.connect(fired)  # type: ignore[attr-defined]
-    timer = QTimer()
-    timer.setSingleShot(True)
-    timer.timeout.connect(loop.quit)
-    timer.start(int(timeout_s * 1000))
-    loop.exec()
-    signal.disconnect(fired)  # type: ignore[attr-defined]
-    if not got:
-        raise TimeoutError(f"{signal} did not fire within {timeout_s} s")
-    return got[0]
 
 
 # Runs in its own process while indexing is measured: prints every interval in which
@@ -379,18 +359,6 @@ def test_bad_files_appear_in_problems(qtbot: QtBot, indexed: Indexed) -> None:
     assert str(indexed.folder / "inbox" / "notes.txt") in rows
     assert "could not be indexed" in w.problems.summary.text()
     w.problems.close()
-
-
-def test_think_shows_the_models_reasoning(qtbot: QtBot, indexed: Indexed) -> None:
-    w = indexed.window
-    search(qtbot, w, "zip archive", STAGE_KEYWORD)
-    with qtbot.waitSignal(w.deep_search_done, timeout=120000):
-        w.think_button.click()
-        assert w.reasoning.isVisible()
-    assert w.searching.stage == STAGE_DEEP
-    assert w.reasoning.isVisible() and w.reasoning.title.text() == "The model's reasoning"
-    assert w.reasoning.text.text()
-    assert w.model.rowCount() >= 1
 
 
 def test_a_file_saved_later_is_found(qtbot: QtBot, indexed: Indexed) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from sr3desk.model.ggufinfo import inspect_gguf
 from sr3desk.search.calibration import from_eval
+from sr3desk.search.reasoning import reasoning_verdict
 from training.delta import reference
 from training.delta.manifest import FILES, MAX_BYTES, Manifest
 
@@ -36,7 +37,12 @@ def test_the_default_model_carries_its_name_and_held_out_figures(default_gguf: P
     assert info.name == NAME and info.stage == manifest.stage
     assert info.eval is not None and info.eval == manifest.eval
     weight = from_eval(info.eval)
-    assert weight is not None and weight.weight > 0  # the app gives its vectors a say
+    assert weight is not None and weight.weight > 0  # in its own domain its vectors help
+    # Figures from its training domain are not evidence about a user's index.
+    assert from_eval(info.eval, index="/home/someone/.local/share/sr3desk") is None
+    # Its reasoning was measured with the plain queries, and it does not help.
+    verdict = reasoning_verdict(info.eval)
+    assert verdict.measured and not verdict.helps and verdict.budget == 40
 
 
 def test_the_quantized_model_stays_close_to_the_reference_vectors(default_gguf: Path) -> None:

@@ -17,7 +17,9 @@ from sr3desk.search.calibration import (
     CACHE_FILE,
     SOURCE_CALIBRATION,
     SOURCE_EVAL,
-    weight_from_ratio,
+    WEIGHT_GRID,
+    index_identity,
+    pseudo_queries,
 )
 from sr3desk.search.text import parse_query, stem
 
@@ -88,13 +90,13 @@ def test_lexical_model_calibrated_and_cached(bow_store: Store, tmp_path: Path) -
     assert weight.model_score is not None and weight.keyword_score is not None
     # A lexical model close to keyword search on these pages...
     assert weight.model_score >= 0.75 * weight.keyword_score
-    # ...gets the weight of the mapping, or less where fusing at it lost on the
-    # pseudo-queries; whatever it gets, hybrid at it did not lose there.
-    ratio = weight.model_score / weight.keyword_score
-    allowed = [weight_from_ratio(ratio) * f for f in (1.0, 0.5, 0.25)] + [0.0]
-    # (scores are stored rounded to 4 places, so the ratio recomputed here is close, not exact)
-    assert any(weight.weight == pytest.approx(w, abs=2e-3) for w in allowed), weight
+    # ...gets a weight of the grid where fusing it surely helped, else none.
+    assert weight.weight in (0.0, *WEIGHT_GRID), weight
     assert weight.fused_score is not None and weight.fused_score >= weight.keyword_score
+    assert weight.gain_bound is not None
+    assert (weight.weight > 0) == (weight.gain_bound > 0)
+    kinds = {q.kind for q in pseudo_queries(bow_store, 60)}
+    assert kinds == {"title", "heading", "sentence"}
     cache = json.loads((tmp_path / CACHE_FILE).read_text())["models"]
     cached = cache[f"{model.model_id}/score"]  # measured for the default fusion
     assert cached["weight"] == weight.weight
@@ -147,8 +149,13 @@ def test_noise_model_fills_when_keywords_find_nothing(noise_store: Store, tmp_pa
     assert len(response.results) == 3  # vector-only files fill the empty list
 
 
-def test_eval_metadata_decides_without_calibration(bow_store: Store, tmp_path: Path) -> None:
-    weak = BagOfWordsEmbedder(eval={"ndcg@10": 0.10, "bm25_ndcg@10": 0.80, "dataset": "held"})
+def test_eval_metadata_of_this_index_decides_without_calibration(
+    bow_store: Store, tmp_path: Path
+) -> None:
+    here = index_identity(tmp_path)
+    weak = BagOfWordsEmbedder(
+        eval={"ndcg@10": 0.10, "bm25_ndcg@10": 0.80, "dataset": "held", "index": here}
+    )
     searcher = Searcher(bow_store, weak, home=tmp_path)
     weight = searcher.vector_weight()
     assert weight.source == SOURCE_EVAL and weight.weight == 0.0
@@ -158,8 +165,20 @@ def test_eval_metadata_decides_without_calibration(bow_store: Store, tmp_path: P
     keyword = Searcher(bow_store, None).search(SearchRequest(query, mode="keyword", k=5))
     assert paths(hybrid) == paths(keyword)
     assert "held-out nDCG@10 0.10 vs keyword 0.80" in hybrid.notes[0]
-    strong = BagOfWordsEmbedder(eval={"ndcg@10": 0.85, "bm25_ndcg@10": 0.80})
-    assert Searcher(bow_store, strong).vector_weight().weight == 1.0
+    strong = {"ndcg@10": 0.85, "bm25_ndcg@10": 0.80, "index": here}
+    strong_searcher = Searcher(bow_store, BagOfWordsEmbedder(eval=strong), home=tmp_path)
+    assert strong_searcher.vector_weight().weight == 1.0
+
+
+def test_eval_metadata_from_elsewhere_is_checked_on_this_index(
+    noise_store: Store, tmp_path: Path
+) -> None:
+    # Figures from the model's own domain say it beats keyword search; on this index
+    # it is noise. The index decides: keyword ranking.
+    model = NoiseEmbedder(eval={"ndcg@10": 0.90, "bm25_ndcg@10": 0.50, "dataset": "its own"})
+    weight = Searcher(noise_store, model, home=tmp_path).vector_weight()
+    assert weight.source == SOURCE_CALIBRATION and weight.weight == 0.0
+    assert model.calls  # it was measured here
 
 
 @pytest.mark.parametrize("mode", ["keyword", "vector", "hybrid"])
