@@ -435,18 +435,7 @@ class Engine(QObject):
         res, threads = self._deep_res, self.settings.threads
 
         def run() -> SearchResponse:
-            from dataclasses import replace
-
-            ranker = res.ensure(threads)
-            results, stats = ranker.rerank(response.query, response.results, cancel.is_set)
-            stages = {**response.stages, "rerank": stats.ms}
-            return replace(
-                response,
-                results=results,
-                deep=True,
-                stages=stages,
-                took_ms=response.took_ms + stats.ms,
-            )
+            return res.ensure(threads).rerank_response(response, cancel.is_set)
 
         return self.deep_lane.submit(run, done, failed, key="deep", name="rerank")
 
@@ -454,14 +443,11 @@ class Engine(QObject):
         """Why Enter cannot re-rank (turned off, not installed), or None when it can."""
         if not self.settings.deep_search:
             return "deep search is turned off in Settings"
-        from sr3desk.search.rerank import default_reranker_dir
+        from sr3desk.search.rerank import INSTALL_HINT, default_reranker_dir
 
         folder = default_reranker_dir()
         if not folder.is_dir():
-            return (
-                f"the cross-encoder is not installed in {folder} "
-                "(run `make setup` or `sr3desk reranker install`)"
-            )
+            return f"the cross-encoder is not installed in {folder} ({INSTALL_HINT})"
         return None
 
     def reasoning(self) -> ReasoningVerdict:

@@ -72,8 +72,7 @@ class SearchFlow(QObject):
         self.stage = 0
         self.query = ""
         self.last_response: SearchResponse | None = None
-        self.reranking = False
-        self._cancel: threading.Event | None = None
+        self._cancel: threading.Event | None = None  # set while a re-ranking runs
         self._said_no_deep = False
         self.debounce = Debouncer(DEBOUNCE_MS, self.run_search, self)
         search.textChanged.connect(self.text_changed)
@@ -104,12 +103,16 @@ class SearchFlow(QObject):
             return
         self.debounce.trigger()
 
+    @property
+    def reranking(self) -> bool:
+        """True while the cross-encoder re-ranks the list shown."""
+        return self._cancel is not None
+
     def cancel_rerank(self) -> None:
         """Stop the running re-ranking, if any (its result would be for an old query)."""
         if self._cancel is not None:
             self._cancel.set()
             self._cancel = None
-        self.reranking = False
 
     def filters_changed(self) -> None:
         """A filter changed: search again at once."""
@@ -212,20 +215,17 @@ class SearchFlow(QObject):
     def _rerank(self, gen: int, first: SearchResponse) -> None:
         cancel = threading.Event()
         self._cancel = cancel
-        self.reranking = True
         self.summary.setText(self.summary.text() + " · re-ranking…")
 
         def done(resp: SearchResponse) -> None:
             if gen != self.gen or cancel.is_set():
                 return
-            self.reranking = False
             self._show(gen, STAGE_DEEP, resp)
             self._deep_finished(gen)
 
         def failed(exc: BaseException) -> None:
             if isinstance(exc, Cancelled) or gen != self.gen:
                 return
-            self.reranking = False
             self._search_failed(gen, exc)
             self._show(gen, STAGE_DEEP, first)  # the instant results stand
             self._deep_finished(gen)
@@ -236,7 +236,6 @@ class SearchFlow(QObject):
         if gen != self.gen:
             return
         self._cancel = None
-        self.reranking = False
         self.deep_button.setEnabled(True)
         self.deep_search_done.emit()
 

@@ -36,7 +36,7 @@ from typing import Protocol
 
 import numpy as np
 
-from sr3desk.search.types import FileResult, Passage
+from sr3desk.search.types import FileResult, Passage, SearchResponse
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,23 @@ class DeepRanker:
             ms=(time.perf_counter() - t0) * 1000.0,
         )
         return out, stats
+
+    def rerank_response(
+        self, response: SearchResponse, cancel: Callable[[], bool] | None = None
+    ) -> SearchResponse:
+        """Return a copy of an instant search's ``response`` with its files re-ranked
+        (:meth:`rerank`), marked ``deep``, the re-ranking's time in its ``stages``
+        and ``took_ms``. An empty response comes back unchanged."""
+        if not response.results:
+            return response
+        results, stats = self.rerank(response.query, response.results, cancel)
+        return replace(
+            response,
+            results=results,
+            deep=True,
+            stages={**response.stages, "rerank": stats.ms},
+            took_ms=response.took_ms + stats.ms,
+        )
 
     def _rescored(
         self, result: FileResult, i: int, scores: dict[tuple[int, int], float]

@@ -49,6 +49,7 @@ from sr3desk.search.fusion import (
     score_fuse,
 )
 from sr3desk.search.reasoning import reasoning_verdict
+from sr3desk.search.rerank import INSTALL_HINT
 from sr3desk.search.snippets import DEFAULT_WIDTH, make_snippet
 from sr3desk.search.text import ParsedQuery, parse_query
 from sr3desk.search.types import (
@@ -70,8 +71,8 @@ MIN_FETCH = 50
 RECHECK_S = 60.0  # how often a long-lived searcher checks whether to recalibrate
 
 NO_RERANKER = (
-    "deep search needs the cross-encoder, which is not installed: run `make setup` "
-    "or `sr3desk reranker install`; showing the instant results"
+    f"deep search needs the cross-encoder, which is not installed: {INSTALL_HINT}; "
+    "showing the instant results"
 )
 
 HOW_TO_SET_MODEL = (
@@ -253,13 +254,10 @@ class Searcher:
         top = ranker.top if ranker is not None else 0
         first = replace(request, deep=False, k=min(MAX_K, max(request.k, top)))
         response = self._search(first, embed)
-        response.query = request.query
         if ranker is None:
             response.notes.append(NO_RERANKER)
-        elif response.results:
-            response.results, stats = ranker.rerank(request.query, response.results, cancel)
-            response.deep = True
-            response.stages["rerank"] = stats.ms
+        else:
+            response = ranker.rerank_response(response, cancel)
         response.results = response.results[: request.k]
         response.took_ms = (time.perf_counter() - t0) * 1000.0
         return response
@@ -274,16 +272,9 @@ class Searcher:
         :class:`~sr3desk.search.rerank.Cancelled` once ``cancel()`` is true; a
         searcher without a cross-encoder returns the response with a note.
         """
-        out = replace(response, notes=list(response.notes), stages=dict(response.stages))
         if self.reranker is None:
-            out.notes.append(NO_RERANKER)
-            return out
-        if out.results:
-            out.results, stats = self.reranker.rerank(response.query, response.results, cancel)
-            out.deep = True
-            out.stages["rerank"] = stats.ms
-            out.took_ms = response.took_ms + stats.ms
-        return out
+            return replace(response, notes=[*response.notes, NO_RERANKER])
+        return self.reranker.rerank_response(response, cancel)
 
     def _vector_hits(
         self,
