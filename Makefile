@@ -31,11 +31,18 @@ RERANKER_DIR := $(or $(SR3DESK_RERANKER),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/
 RERANKER_STAMP := $(RERANKER_DIR)/manifest.json
 
 # Real documents for tests and benchmarks, from Debian's packages (not committed).
-TESTDATA_PKGS := python3.11-doc r-doc-pdf gnuplot-doc dict-foldoc jargon-text
+# poppler-utils: pdftoppm, which makes the scanned test documents of the OCR tests.
+TESTDATA_PKGS := python3.11-doc r-doc-pdf gnuplot-doc dict-foldoc jargon-text poppler-utils
+# OCR of scanned PDFs and images (sr3desk/extract/ocr.py): Tesseract's English and
+# orientation data; the engine itself comes with the tesserocr wheel. Other languages:
+# tesseract-ocr-<code>, then the language in Settings.
+OCR_PKGS := tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd
 # The labelled search sets' documents (bench/realsets.py, bench/search_sets.py): Emacs's
 # Lisp libraries and the GNOME desktop's help. Installed without their recommends
 # (gnome-user-docs recommends a desktop's worth of packages).
 BENCH_PKGS := emacs-el gnome-user-docs
+# Tools the tests run: desktop-file-validate checks the applications menu entry.
+TEST_TOOL_PKGS := desktop-file-utils
 # What a real window needs under Xvfb (screenshot, manual runs).
 XVFB_PKGS := xvfb xauth libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
 
@@ -48,16 +55,17 @@ BASE_MODEL_STAMPS := $(MODELS)/tiny-qwen2/tiny-qwen2.F32.gguf $(MODELS)/smollm2-
 TRAINED_STAMP := $(MODELS)/$(TRAINED_MODEL)/.recipe
 MODEL_STAMPS := $(BASE_MODEL_STAMPS) $(TRAINED_STAMP)
 
-.PHONY: run test setup models testdata lint bench train screenshot clean distclean
+.PHONY: run test setup models testdata ocrdata lint bench train screenshot clean distclean
 
 run: setup models
 	$(BIN)/sr3desk model install $(DEFAULT_MODEL) --default --if-unset
+	$(BIN)/sr3desk desktop install --quiet
 	$(BIN)/sr3desk gui
 
 test: setup models testdata lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/pytest
 
-setup: $(VENV)/.installed $(RERANKER_STAMP)
+setup: $(VENV)/.installed $(RERANKER_STAMP) ocrdata
 
 $(LLAMA_SDIST):
 	mkdir -p $(SDIST_DIR)
@@ -102,8 +110,16 @@ $(TRAINED_STAMP): $(wildcard $(TRAINED_DELTA)/*) $(MODELS)/smollm2-sr3/smollm2-s
 	$(BIN)/python -m training.testmodels --out $(MODELS) --only $(TRAINED_MODEL) \
 		--assets $(dir $(TRAINED_DELTA))
 
+ocrdata:
+	@missing=""; for p in $(OCR_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing OCR data:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
 testdata:
-	@missing=""; for p in $(TESTDATA_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(TESTDATA_PKGS) $(TEST_TOOL_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing test documents:$$missing"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -102,6 +102,14 @@ class Settings:
     gpu_layers: int = 0  # layers offloaded to a GPU; -1: all
     reason_default: bool = False  # reason while typing (only a model whose reasoning helps)
     deep_search: bool = True  # Enter re-ranks the best results with the cross-encoder
+    # Scanned PDF pages and image files read by OCR (off: they have no text layer);
+    # Tesseract language codes joined by "+", each with its data installed.
+    ocr: bool = True
+    ocr_languages: str = "eng"
+    # Keep the folders indexed while the window is closed: `sr3desk watch --background`
+    # started at login (sr3desk.desktop.autostart) and followed by the window.
+    background_indexing: bool = False
+    background_noted: bool = False  # the window said once that closing leaves it running
     first_run_done: bool = False
 
     @classmethod

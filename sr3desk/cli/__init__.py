@@ -21,7 +21,18 @@ from sr3desk.errors import Sr3Error
 log = logging.getLogger("sr3desk")
 
 # Subcommand modules, in the order --help lists them.
-COMMANDS = ("search", "index", "watch", "status", "embed", "model", "reranker", "tune", "gui")
+COMMANDS = (
+    "search",
+    "index",
+    "watch",
+    "status",
+    "embed",
+    "model",
+    "reranker",
+    "tune",
+    "gui",
+    "desktop",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

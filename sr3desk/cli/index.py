@@ -178,6 +178,9 @@ def write_summary(
         f"{summary.renamed} renamed, {summary.removed} removed, "
         f"{len(summary.skipped)} skipped.\n"
     )
+    if summary.ocr_pages:
+        rate = summary.ocr_pages / summary.ocr_seconds if summary.ocr_seconds > 0 else 0.0
+        out.write(f"Read {summary.ocr_pages} scanned pages by OCR ({rate:.2f} pages/s).\n")
     if summary.stopped:
         out.write("Stopped early; run the same command again to finish.\n")
     if pending:
@@ -247,6 +250,8 @@ class ProgressBar:
         parts = [f"[{bar}] {frac * 100:3.0f}% {done}/{total} {what}"]
         if p.tokens_per_s:
             parts.append(f"{p.tokens_per_s:.0f} tok/s")
+        if p.ocr_pages:
+            parts.append(f"OCR {p.ocr_pages} pages, {p.ocr_pages_per_s:.2f} pages/s")
         if p.eta_s is not None:
             parts.append(f"ETA {_duration(p.eta_s)}")
         if p.paused:

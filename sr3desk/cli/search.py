@@ -3,9 +3,10 @@
 Text output lists one file per result with its page, score, heading and a
 snippet whose query terms are bold on a terminal. ``--json`` prints one object:
 ``{"query", "mode", "took_ms", "results": [{"path", "score", "page", "snippet",
-"chunk"}]}`` (``chunk``: the text of the file's best passage; ``snippet``: the
-excerpt of it shown), plus ``"reasoning"`` with ``--reason``, and with ``--deep``
-``"deep": true`` (false when the cross-encoder is missing) and ``"stages"``: the
+"chunk", "ocr"}]}`` (``chunk``: the text of the file's best passage; ``snippet``: the
+excerpt of it shown; ``ocr``: true when that passage was read by OCR), plus
+``"reasoning"`` with ``--reason``, and with ``--deep`` ``"deep": true`` (false when
+the cross-encoder is missing) and ``"stages"``: the
 milliseconds each stage took (``search``, ``rerank``). Notes (partly embedded
 index, weak model, ...) go to stderr so stdout stays parseable.
 """
@@ -123,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     from sr3desk.index.types import Filters
     from sr3desk.model.ggufinfo import inspect_gguf
     from sr3desk.search import Searcher, SearchRequest
+    from sr3desk.search.types import mark_ocr
     from sr3desk.settings import Settings, data_dir, resolve_model_path
 
     home = data_dir(args.db)
@@ -166,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
         reranker = _open_reranker(stack) if args.deep else None
         searcher = stack.enter_context(Searcher(store, embedder, home=home, reranker=reranker))
         response = searcher.search(request)
+        mark_ocr(response.results, store.ocr_notes([r.file_id for r in response.results]))
     for note in response.notes:
         sys.stderr.write(f"note: {note}\n")
     if args.json:
@@ -216,6 +219,7 @@ def to_json(
                 "page": r.best.page,
                 "snippet": r.best.snippet,
                 "chunk": r.best.text,
+                "ocr": r.from_ocr(),
             }
             for r in response.results
         ],
@@ -247,6 +251,8 @@ def write_text(response: SearchResponse, out: IO[str], bold: bool = False) -> No
     for i, result in enumerate(response.results, start=1):
         best = result.best
         page = f"  page {best.page}" if best.page is not None else ""
+        if result.from_ocr():
+            page += "  (text by OCR)"
         title = f"{BOLD}{result.path}{RESET}" if bold else result.path
         out.write(f"{i:2d}. {title}{page}  (score {result.score:.3f})\n")
         if best.heading:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sr3desk.extract.types import Document, Heading, Limits, PageSpan
+from sr3desk.extract.types import Document, Heading, Limits, OcrOptions, PageSpan
 
 # C0 controls other than tab, newline and form feed, plus DEL: noise from every format.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]+")
@@ -48,11 +48,20 @@ class TextBuilder:
     """
 
     def __init__(
-        self, limits: Limits, deadline: float | None = None, path: Path | None = None
+        self,
+        limits: Limits,
+        deadline: float | None = None,
+        path: Path | None = None,
+        ocr: OcrOptions | None = None,
     ) -> None:
         self.limits = limits
         self.deadline = deadline
         self.path = path  # the file being read, for messages
+        self.ocr = ocr or OcrOptions()  # whether scanned pages and images are read by OCR
+        self.ocr_pages: list[int] = []
+        self.ocr_languages = ""
+        self.ocr_seconds = 0.0
+        self.ocr_count = 0
         self.headings: list[Heading] = []
         self.pages: list[PageSpan] = []
         self.warnings: list[str] = []
@@ -140,6 +149,15 @@ class TextBuilder:
         if offset < self._len:
             self.headings.append(Heading(offset, min(max(level, 1), 6), one_line(title)))
 
+    def recognized(self, page: int, languages: str, seconds: float, found_text: bool) -> None:
+        """Record that page ``page`` was read by OCR in ``languages`` in ``seconds``;
+        ``found_text``: its text was appended (a blank page's was not)."""
+        if found_text:
+            self.ocr_pages.append(page)
+        self.ocr_languages = languages
+        self.ocr_seconds += seconds
+        self.ocr_count += 1
+
     def start_page(self, number: int) -> None:
         """Open page ``number``; the text appended until :meth:`end_page` is that page."""
         self.end_page()
@@ -164,6 +182,10 @@ class TextBuilder:
             warnings=self.warnings,
             encoding=self.encoding,
             title=self.title,
+            ocr_pages=self.ocr_pages,
+            ocr_languages=self.ocr_languages,
+            ocr_seconds=self.ocr_seconds,
+            ocr_count=self.ocr_count,
         )
 
 

@@ -1,10 +1,12 @@
 """Which module reads which file, and the safe way to read it.
 
 Formats are chosen by file name (extension, or a known name such as ``Makefile``) and
-confirmed or overridden by the first bytes ("%PDF-", a zip's members, "{\\rtf"): a PDF
-named ``.txt`` is read as a PDF. Files are opened only after ``stat`` says they are
-regular files, with ``O_NONBLOCK`` so that a FIFO swapped in between cannot hang the
-open, and are read up to the size limit and no further.
+confirmed or overridden by the first bytes ("%PDF-", a zip's members, "{\\rtf", an
+image's signature): a PDF named ``.txt`` is read as a PDF, a PNG named ``.jpg`` as an
+image, and a text file named ``.png`` is refused as not an image. Files are opened
+only after ``stat`` says they are regular files, with ``O_NONBLOCK`` so that a FIFO
+swapped in between cannot hang the open, and are read up to the size limit and no
+further.
 """
 
 from __future__ import annotations
@@ -21,9 +23,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sr3desk.errors import ExtractError
-from sr3desk.extract import epub, html, mail, markdown, office, pdf, rst, rtf, tabular, text
+from sr3desk.extract import (
+    epub,
+    html,
+    image,
+    mail,
+    markdown,
+    office,
+    pdf,
+    rst,
+    rtf,
+    tabular,
+    text,
+)
 from sr3desk.extract.base import FormatFn, TextBuilder, Unreadable
-from sr3desk.extract.types import Document, Limits, human_bytes
+from sr3desk.extract.types import Document, Limits, OcrOptions, human_bytes
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +68,8 @@ DOCX = Format("docx", office.extract_docx, False)
 PPTX = Format("pptx", office.extract_pptx, False)
 ODT = Format("odt", office.extract_odt, False)
 EPUB = Format("epub", epub.extract_epub, False)
+IMAGE = Format("image", image.extract_image, False)
+IMAGE_EXTS = ("png", "jpg", "jpeg", "jpe", "jfif", "tif", "tiff", "webp", "bmp", "gif")
 
 _CODE_EXTS = (
     "py pyi pyw pyx pxd c h cc cpp cxx hpp hh hxx java js mjs cjs ts tsx jsx go rs rb "
@@ -81,6 +97,7 @@ FORMATS: dict[str, Format] = {
     "pptx": PPTX,
     "odt": ODT,
     "epub": EPUB,
+    **{ext: IMAGE for ext in IMAGE_EXTS},
 }
 """Extension (lower case, no dot; two-part ones like "rst.txt" first) -> format."""
 
@@ -157,6 +174,8 @@ def sniff(head: bytes, data: bytes | None = None) -> Format | None:
         return RTF
     if head.startswith(b"PK\x03\x04") and data is not None:
         return _zip_kind(data)
+    if image.image_format(head[:32]) is not None:
+        return IMAGE
     lower = stripped[:64].lower()
     if lower.startswith((b"<!doctype html", b"<html")):
         return HTML
@@ -177,20 +196,25 @@ def _zip_kind(data: bytes) -> Format | None:
     return None
 
 
-def supported(path: Path) -> bool:
+def supported(path: Path, images: bool = True) -> bool:
     """True when extraction will try ``path``: its name is known, or it has no extension
-    and its first bytes look like text or a known format. Never opens anything but a
+    and its first bytes look like text or a known format. ``images``: image files
+    count (they are read by OCR; False when OCR is off). Never opens anything but a
     regular file."""
     path = Path(path)
-    if format_for_name(path) is not None:
-        return True
+    fmt = format_for_name(path)
+    if fmt is not None:
+        return images or fmt is not IMAGE
     if "." in path.name.lstrip("."):
-        return False  # an extension we do not read (.png, .zip, .exe, ...)
+        return False  # an extension we do not read (.zip, .exe, ...)
     try:
         head = _read(path, _HEAD, allow_larger=True)
     except ExtractError:
         return False
-    return sniff(head) is not None or (b"\x00" not in head and _looks_like_text(head))
+    found = sniff(head)
+    if found is not None:
+        return images or found is not IMAGE
+    return b"\x00" not in head and _looks_like_text(head)
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -262,8 +286,11 @@ def _read(path: Path, limit: int, *, allow_larger: bool = False) -> bytes:
     return data
 
 
-def extract(path: Path, limits: Limits | None = None) -> Document:
+def extract(path: Path, limits: Limits | None = None, ocr: OcrOptions | None = None) -> Document:
     """Extract the text of ``path`` in this process; returns a :class:`Document`.
+
+    ``ocr``: whether and in which languages scanned PDF pages and image files are
+    read by OCR (default: on, English).
 
     Raises :class:`~sr3desk.errors.ExtractError` with a short reason for anything
     unreadable. Paged formats stop at ``limits.max_seconds`` and keep what they read;
@@ -286,7 +313,11 @@ def extract(path: Path, limits: Limits | None = None) -> Document:
             str(path), f"exceeds {human_bytes(limits.max_text_file_bytes)} limit for text files"
         )
     data = _read(path, limits.max_file_bytes)
-    if by_name is not None and not by_name.plain_text:
+    if by_name is IMAGE:
+        # The content decides (a PDF named .png is a PDF; a text file is refused).
+        found = sniff(data[:_HEAD], data)
+        fmt = found if found is not None and not found.plain_text else IMAGE
+    elif by_name is not None and not by_name.plain_text:
         fmt = by_name
     else:
         # Magic bytes win over a text extension (a PDF saved as .txt is still a PDF).
@@ -295,7 +326,7 @@ def extract(path: Path, limits: Limits | None = None) -> Document:
         raise ExtractError(
             str(path), f"exceeds {human_bytes(limits.max_text_file_bytes)} limit for text files"
         )
-    out = TextBuilder(limits, deadline=started + limits.max_seconds, path=path)
+    out = TextBuilder(limits, deadline=started + limits.max_seconds, path=path, ocr=ocr)
     try:
         fmt.read(data, out)
     except Unreadable as err:

@@ -36,7 +36,7 @@ class Document:
     """The extracted text of one file.
 
     ``kind`` names the format family ("pdf", "markdown", "rst", "html", "text", "code",
-    "csv", "json", "log", "docx", "pptx", "odt", "epub", "email", "rtf"). ``pages`` is
+    "csv", "json", "log", "docx", "pptx", "odt", "epub", "email", "rtf", "image"). ``pages`` is
     empty for formats without pages (slides count as pages). ``headings`` are sorted by
     offset. ``warnings`` are short notes on what was lost or repaired (truncated text,
     replaced bytes, pages without text). ``encoding`` is the detected text encoding for
@@ -51,6 +51,37 @@ class Document:
     warnings: list[str] = field(default_factory=list)
     encoding: str | None = None
     title: str | None = None
+    ocr_pages: list[int] = field(default_factory=list)
+    """Pages whose text was recognised by OCR (1-based; an image file's frames count
+    as pages). Empty when all the text came from a text layer."""
+    ocr_languages: str = ""
+    """The OCR languages used ("eng", "eng+deu"), when ``ocr_pages`` is not empty."""
+    ocr_seconds: float = 0.0
+    """Time spent rendering and recognising pages by OCR."""
+    ocr_count: int = 0
+    """Pages recognised by OCR, blank ones included (``ocr_pages`` lists those that
+    gave text)."""
+
+
+@dataclass(frozen=True)
+class OcrOptions:
+    """Whether and how scanned pages and images are read by OCR. Checked in
+    ``__post_init__``."""
+
+    enabled: bool = True
+    """Off: a PDF without a text layer is reported as "no text layer (scanned?)" and
+    an image file as "no text layer (image; OCR is off)"."""
+    languages: str = "eng"
+    """Tesseract language codes joined by "+" ("eng", "eng+deu"); each needs its
+    language data installed (Debian: ``tesseract-ocr-<code>``)."""
+
+    def __post_init__(self) -> None:
+        codes = self.languages.split("+")
+        if not all(c and c.replace("_", "").isalnum() for c in codes):
+            raise ValueError(
+                f"OCR languages must be Tesseract codes joined by '+', like 'eng+deu', "
+                f"got {self.languages!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -77,6 +108,11 @@ class Limits:
     """Extracted characters kept per file; the rest is dropped with a warning."""
     max_memory_bytes: int = 2048 * MB
     """Address-space limit of the extraction worker process (``RLIMIT_AS``)."""
+    max_image_pixels: int = 80_000_000
+    """Pixels of an image to recognise (an image file's frame, or a PDF page as
+    rendered for OCR); a bigger image file is refused before it is decoded ("image
+    too large"), a bigger PDF page is rendered at a lower resolution. 80 megapixels
+    holds an A3 page at 600 dpi."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -86,6 +122,7 @@ class Limits:
             "max_zip_members",
             "max_chars",
             "max_memory_bytes",
+            "max_image_pixels",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Limits.{name} must be positive, got {getattr(self, name)}")

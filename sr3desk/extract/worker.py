@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from sr3desk.errors import ExtractError
-from sr3desk.extract.types import Document, Limits
+from sr3desk.extract.types import Document, Limits, OcrOptions
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,20 @@ class _StartupError(Exception):
 _NOISY_LOGGERS = ("pypdf", "charset_normalizer", "ebooklib", "docutils", "bs4")
 
 
-def _serve(conn: Connection, limits: Limits, init: Callable[[], None] | None) -> None:
+def _serve(
+    conn: Connection,
+    limits: Limits,
+    init: Callable[[], None] | None,
+    ocr: OcrOptions | None = None,
+) -> None:
     """The worker's main loop: receive a path, send ("ok", Document) or ("err", reason)."""
+    import os
+
     from sr3desk.extract.registry import extract
+
+    # One OCR thread: the indexer chunks on the other core meanwhile, and Tesseract's
+    # OpenMP threads were slower than one on 2 cores.
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     cap = limits.max_memory_bytes
@@ -67,7 +78,7 @@ def _serve(conn: Connection, limits: Limits, init: Callable[[], None] | None) ->
         if request is None:
             return
         try:
-            reply: tuple[str, object] = ("ok", extract(Path(request), limits))
+            reply: tuple[str, object] = ("ok", extract(Path(request), limits, ocr))
         except ExtractError as err:
             reply = ("err", err.reason)
         except MemoryError:
@@ -85,18 +96,24 @@ class Extractor:
     timeout or a crash the next call starts a fresh worker. Thread-safe (calls are
     serialised). ``worker_init``, a picklable function, runs in each new worker
     before its first file (tests use it to register a deliberately slow format).
-    Close it, or use it as a context manager.
+    ``ocr``: whether and how scanned pages and images are read (default: OCR on,
+    English). :meth:`cancel` ends the file in progress from another thread. Close
+    it, or use it as a context manager.
     """
 
     def __init__(
         self,
         limits: Limits | None = None,
         *,
+        ocr: OcrOptions | None = None,
         worker_init: Callable[[], None] | None = None,
         start_method: str = "spawn",
     ) -> None:
         self.limits = limits or Limits()
+        self.ocr = ocr or OcrOptions()
         self._init = worker_init
+        self._busy = threading.Event()  # a file is in the worker
+        self._cancelled = False
         # Any: typeshed's BaseContext lacks Process, which every concrete context has.
         self._context: Any = multiprocessing.get_context(start_method)
         self._lock = threading.Lock()
@@ -130,7 +147,7 @@ class Extractor:
         parent, child = self._context.Pipe(duplex=True)
         process = self._context.Process(
             target=_serve,
-            args=(child, self.limits, self._init),
+            args=(child, self.limits, self._init, self.ocr),
             name="sr3desk-extract",
             daemon=True,
         )
@@ -178,6 +195,8 @@ class Extractor:
             except _StartupError as err:
                 raise ExtractError(str(path), str(err)) from None
             started = time.monotonic()
+            self._cancelled = False
+            self._busy.set()
             try:
                 conn.send(str(path))
                 ready = conn.poll(limit)
@@ -185,7 +204,11 @@ class Extractor:
             except (EOFError, OSError, BrokenPipeError):
                 code = self._discard()
                 self.restarts += 1
+                if self._cancelled:
+                    raise ExtractError(str(path), "cancelled") from None
                 raise ExtractError(str(path), _crash_reason(code)) from None
+            finally:
+                self._busy.clear()
             if reply is None:
                 self._discard()
                 self.restarts += 1
@@ -196,6 +219,22 @@ class Extractor:
             assert isinstance(payload, Document)
             return payload
         raise ExtractError(str(path), str(payload))
+
+    def cancel(self) -> bool:
+        """End the file in progress now (from any thread): the worker is killed, and
+        that file's :meth:`extract` raises ExtractError("cancelled"); the next call
+        starts a fresh worker. Returns True when a file was in progress.
+
+        For a stop while a long scan is being read by OCR: the indexer does not
+        wait for it to finish.
+        """
+        process = self._process
+        if not self._busy.is_set() or process is None:
+            return False
+        self._cancelled = True
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            process.kill()
+        return True
 
     def close(self) -> None:
         """Stop the worker (politely, then by force); idempotent."""

@@ -21,9 +21,11 @@ from PySide6.QtCore import QSocketNotifier, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
+from sr3desk.desktop.entry import APP_ID, APP_NAME
 from sr3desk.gui import theme
 from sr3desk.gui.mainwindow import MainWindow
 from sr3desk.gui.single import SingleInstance, notify_running
+from sr3desk.gui.tray import Tray, tray_available
 from sr3desk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,11 +41,14 @@ def make_app(argv: list[str] | None = None) -> QApplication:
     QGuiApplication.setHighDpiScaleFactorRoundingPolicy(
         Qt.HighDpiScaleFactorRoundingPolicy.PassThrough
     )
-    app = QApplication(argv if argv is not None else [sys.argv[0]])
-    app.setApplicationName("sr3desk")
-    app.setApplicationDisplayName("sr3desk")
-    app.setOrganizationName("sr3desk")
-    app.setDesktopFileName("sr3desk")
+    # argv[0] names the X11 WM_CLASS instance and the application name its class;
+    # the desktop file name is the Wayland app id: all three are the menu entry's
+    # (sr3desk.desktop, StartupWMClass), so the window groups with its launcher.
+    app = QApplication(argv if argv is not None else [APP_ID])
+    app.setApplicationName(APP_NAME)
+    app.setApplicationDisplayName(APP_NAME)
+    app.setOrganizationName(APP_NAME)
+    app.setDesktopFileName(APP_ID)
     theme.apply_style(app)
     app.setWindowIcon(theme.app_icon())
     return app
@@ -89,7 +94,7 @@ class _SignalWaker:
 
     def _handle(self, signum: int, _frame: object) -> None:
         log.info("Signal %d: closing", signum)
-        self._window.close()
+        self._window.quit_app()
 
     def _drain(self) -> None:
         # The byte only woke the loop; the handler has run already.
@@ -124,6 +129,9 @@ def run(home: Path, model: str | None = None) -> int:
         settings.model_path = str(Path(model).expanduser().resolve())
     window = create_window(home, settings)
     single.activated.connect(window.bring_forward)
+    if tray_available():
+        window.tray = Tray(window)
+        window.tray.show()
     waker = _SignalWaker(window)
     window.show()
     window.start()

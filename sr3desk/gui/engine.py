@@ -18,6 +18,10 @@ opened them, so no handle is ever used from two threads):
   ``Store`` and a second embedder; it runs ``Indexer.run`` and then keeps a
   ``Watcher`` going until told to stop. A process, not a thread, so that its
   Python work never holds the window's interpreter lock.
+- or, when ``sr3desk watch`` runs for the data directory (background indexing,
+  :mod:`sr3desk.desktop.autostart`, or one started by hand), no child at all:
+  :class:`~sr3desk.gui.follow.WatchFollower` shows that watcher's progress, so
+  there is still one writer, and closing the window leaves it running.
 
 Stopping never waits for a long embedding batch: :meth:`Engine.shutdown` asks
 the indexer to stop (its ``Control``) and waits a bounded time, then ends the
@@ -38,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from sr3desk.gui import message
+from sr3desk.gui.follow import WatchFollower
 from sr3desk.gui.indexproc import IndexProcess, SessionConfig, options_dict
 from sr3desk.gui.workers import Job, Lane
 from sr3desk.index.types import IndexOptions, IndexStatus, Summary
@@ -85,6 +90,14 @@ def index_options(settings: Settings) -> IndexOptions:
     from sr3desk.index.session import options_for
 
     return options_for(settings, embed_batch=GUI_EMBED_BATCH)
+
+
+def _with_ocr(response: SearchResponse, store: Store) -> SearchResponse:
+    """``response`` with each result's OCR note (in the search's worker thread)."""
+    from sr3desk.search.types import mark_ocr
+
+    mark_ocr(response.results, store.ocr_notes([r.file_id for r in response.results]))
+    return response
 
 
 def _open_embedder(config: Config) -> Embedder:
@@ -207,6 +220,21 @@ def index_session(engine: Engine, config: Config, settings: Settings) -> IndexPr
     return session
 
 
+def follow_session(engine: Engine, follower: WatchFollower) -> WatchFollower:
+    """Wire ``follower`` (a running ``sr3desk watch``) to ``engine`` as an index
+    session; returns it (not yet started)."""
+    follower.setParent(engine)
+    follower.started.connect(engine.indexing_started)
+    follower.progress.connect(engine.progress)
+    follower.finished.connect(engine.indexing_finished)
+    follower.watching.connect(engine.watching)
+    follower.updated.connect(engine.updated)
+    follower.failed.connect(engine.index_failed)
+    follower.ended.connect(engine.index_ended)
+    follower.waiting.connect(engine.waiting)
+    return follower
+
+
 class Engine(QObject):
     """Runs the core for the window; every slow call happens off the GUI thread."""
 
@@ -221,6 +249,7 @@ class Engine(QObject):
     watching = Signal(bool)
     updated = Signal(object)  # Summary of a change the watcher brought in
     status_changed = Signal(object)  # IndexStatus
+    waiting = Signal(str)  # the background watcher waits for another writer: why
 
     def __init__(self, home: Path, settings: Settings, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -233,7 +262,7 @@ class Engine(QObject):
         self.model_lane = Lane("model", self, on_exit=self._model_res.close)
         self._deep_res = DeepResources()
         self.deep_lane = Lane("deep", self, on_exit=self._deep_res.close)
-        self.run: IndexProcess | None = None
+        self.run: IndexProcess | WatchFollower | None = None
         self.indexing = False
         self.paused = False
         self.model_info: ModelInfo | None = None
@@ -253,10 +282,18 @@ class Engine(QObject):
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
-        """Open the index for reading, load the query model, start indexing."""
+        """Open the index for reading, load the query model, start indexing (or
+        follow the watcher that indexes this data directory)."""
         self.refresh_status(first=True)
         self.load_model()
+        if self.settings.background_indexing:
+            self._sync_autostart()  # e.g. after the installation moved
         self.start_indexing()
+
+    @property
+    def following(self) -> WatchFollower | None:
+        """The ``sr3desk watch`` whose progress the window shows, if it follows one."""
+        return self.run if isinstance(self.run, WatchFollower) and self.run.alive else None
 
     def load_model(self) -> None:
         """Open the configured model in the model lane; emits model_ready/model_failed."""
@@ -302,10 +339,21 @@ class Engine(QObject):
         return calibrate
 
     def start_indexing(self) -> None:
-        """Index the watched folders (then watch them); restarts a running session."""
+        """Index the watched folders (then watch them); restarts a running session.
+
+        One writer at a time: when ``sr3desk watch`` runs for this data directory
+        the window follows it instead; with background indexing on and none
+        running, the window starts the background watcher and follows that.
+        """
         if self._closing:
             return
         old = self.run
+        if isinstance(old, WatchFollower) and old.alive and not old.owned:
+            message.info(
+                f"sr3desk watch (pid {old.pid}) indexes {self.home}; the window shows its "
+                "progress and takes over when it stops"
+            )
+            return
         if not self.settings.folders:
             if old is not None:
                 old.stop()  # nothing left to watch
@@ -317,9 +365,47 @@ class Engine(QObject):
             return
         self._restart_pending = False
         self.paused = False
-        self.run = index_session(self, self.config, self.settings)
-        self.indexing = True
+        from sr3desk.index.watchstatus import live_status
+
+        running = live_status(self.home)
+        if running is not None:
+            log.info("sr3desk watch (pid %d) indexes %s: following it", running.pid, self.home)
+            self.run = follow_session(self, WatchFollower(self.home, status=running))
+        elif self.settings.background_indexing:
+            from sr3desk.desktop.autostart import spawn_watcher
+
+            try:
+                proc = spawn_watcher(self.home)
+            except OSError as exc:
+                message.error(f"Cannot start background indexing: {exc.strerror}")
+                return
+            self.run = follow_session(self, WatchFollower(self.home, proc=proc))
+        else:
+            self.run = index_session(self, self.config, self.settings)
+            self.indexing = True
         self.run.start()
+
+    def update_now(self) -> None:
+        """Look for changes now: the followed watcher rescans its folders; otherwise
+        indexing starts again."""
+        follower = self.following
+        if follower is not None and follower.status is not None:
+            follower.rescan()
+            return
+        self.start_indexing()
+
+    def _sync_autostart(self) -> None:
+        """Install or remove background indexing's autostart entry to match the settings."""
+        from sr3desk.desktop.autostart import install_autostart, remove_autostart
+        from sr3desk.errors import Sr3Error
+
+        try:
+            if self.settings.background_indexing:
+                install_autostart(self.home)
+            else:
+                remove_autostart()
+        except Sr3Error as exc:
+            message.error(str(exc))
 
     def pause(self) -> None:
         """Pause indexing (takes effect between files or embedding batches)."""
@@ -347,12 +433,24 @@ class Engine(QObject):
         else:
             home = self.home
         settings.save(home)
+        old_home = self.home
         self.settings, self.home = settings, home
         self.config = Config.of(home, settings)
+        if settings.background_indexing != old_settings.background_indexing or (
+            settings.background_indexing and home != old_home
+        ):
+            self._sync_autostart()
         if self.config != old_config:
             self.refresh_status()
             self.load_model()
-        index_keys = ("folders", "exclude", "max_file_mb")
+        index_keys = (
+            "folders",
+            "exclude",
+            "max_file_mb",
+            "ocr",
+            "ocr_languages",
+            "background_indexing",
+        )
         if self.config != old_config or any(
             getattr(settings, k) != getattr(old_settings, k) for k in index_keys
         ):
@@ -368,7 +466,9 @@ class Engine(QObject):
         self._closing = True
         self._status_timer.stop()
         deadline = time.monotonic() + timeout
-        if self.run is not None:
+        if isinstance(self.run, WatchFollower):
+            self.run.detach()  # the watcher keeps the index current after the window
+        elif self.run is not None:
             self.run.stop()
         self.keyword_lane.stop()
         self.model_lane.stop()
@@ -406,7 +506,7 @@ class Engine(QObject):
             def run_keyword() -> SearchResponse | None:
                 res.ensure(config)
                 assert res.searcher is not None
-                return res.searcher.search(request)
+                return _with_ocr(res.searcher.search(request), res.searcher.store)
 
             return self.keyword_lane.submit(run_keyword, done, failed, key="search")
         mres = self._model_res
@@ -415,7 +515,7 @@ class Engine(QObject):
             mres.ensure(config)
             if mres.embedder is None or mres.searcher is None:
                 return None
-            return mres.searcher.search(request)
+            return _with_ocr(mres.searcher.search(request), mres.searcher.store)
 
         return self.model_lane.submit(run_model, done, failed, key="search")
 
@@ -516,8 +616,22 @@ class Engine(QObject):
     def _on_ended(self) -> None:
         self.indexing = False
         self._status_timer.stop()
-        if self._restart_pending and not self._closing:
+        if self._closing:
+            return
+        run = self.run
+        if self._restart_pending:
+            self.start_indexing()
+        elif isinstance(run, WatchFollower) and not run.stopping and run.failure is None:
+            # The watcher stopped by itself (Ctrl-C in its terminal): index here again.
+            log.info("sr3desk watch stopped; the window indexes %s again", self.home)
             self.start_indexing()
 
 
-__all__ = ["Config", "Engine", "LaneResources", "index_options", "index_session"]
+__all__ = [
+    "Config",
+    "Engine",
+    "LaneResources",
+    "follow_session",
+    "index_options",
+    "index_session",
+]

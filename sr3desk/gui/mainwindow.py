@@ -54,6 +54,7 @@ from sr3desk.search import FileResult
 from sr3desk.settings import Settings
 
 if TYPE_CHECKING:
+    from sr3desk.gui.tray import Tray
     from sr3desk.model.ggufinfo import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ class MainWindow(QMainWindow):
         self.problems: ProblemsDialog | None = None
         self.welcome: WelcomeDialog | None = None
         self.tune: TuneDialog | None = None
+        self.tray: Tray | None = None  # set by the app where the desktop has a tray
+        self._quitting = False
         self.download = ModelDownload(home, parent=self)
         self._build()
         self._actions()
@@ -201,7 +204,7 @@ class MainWindow(QMainWindow):
         file_menu = menu.addMenu("&File")
         self.act_add = self._action("&Add folder…", [], self.add_folder_dialog)
         self.act_settings = self._action("&Settings…", ["Ctrl+,"], self.open_settings)
-        self.act_quit = self._action("&Quit", [QKeySequence.StandardKey.Quit], self.close)
+        self.act_quit = self._action("&Quit", [QKeySequence.StandardKey.Quit], self.quit_app)
         for a in (self.act_add, self.act_settings):
             file_menu.addAction(a)
         file_menu.addSeparator()
@@ -227,7 +230,7 @@ class MainWindow(QMainWindow):
 
         index_menu = menu.addMenu("&Index")
         self.act_pause = self._action("&Pause indexing", ["Ctrl+Shift+P"], self.toggle_pause)
-        self.act_reindex = self._action("&Update now", ["F5"], self.engine.start_indexing)
+        self.act_reindex = self._action("&Update now", ["F5"], self.engine.update_now)
         self.act_problems = self._action("P&roblems…", [], self.show_problems)
         self.act_tune = self._action("&Tune the model to my documents…", [], self.open_tune)
         for a in (self.act_pause, self.act_reindex, self.act_problems):
@@ -263,6 +266,7 @@ class MainWindow(QMainWindow):
         e.model_failed.connect(self._model_failed)
         e.watching.connect(lambda _on: self._update_idle_status())
         e.updated.connect(self._watched_change)
+        e.waiting.connect(self._watcher_waiting)
         d = self.download
         d.progress.connect(self._fetch_progress)
         d.finished.connect(self._fetch_finished)
@@ -287,8 +291,28 @@ class MainWindow(QMainWindow):
         self.activateWindow()
         self.focus_search()
 
+    def quit_app(self) -> None:
+        """Quit: close the window for good, even where closing would keep it in the
+        tray (background indexing, if on, goes on in its own process)."""
+        self._quitting = True
+        self.close()
+
     def closeEvent(self, event: QCloseEvent) -> None:
-        """Save the window's geometry; the app stops the engine after the loop ends."""
+        """Save the window's geometry; the app stops the engine after the loop ends.
+
+        With background indexing on and a tray, closing hides the window to the
+        tray instead, and says so the first time.
+        """
+        if self.tray is not None and not self._quitting and self.engine.following is not None:
+            event.ignore()
+            self.hide()
+            self._note_background(
+                "sr3desk keeps your folders indexed in the background; it is here in the "
+                "tray. Quit ends the window, not the indexing (Settings turns that off)."
+            )
+            return
+        if self.engine.following is not None:
+            log.info("Closing; background indexing (pid %s) goes on", self.engine.following.pid)
         self._window_state().setValue("geometry", self.saveGeometry())
         self._window_state().setValue("splitter", self.split.saveState())
         self._window_state().sync()
@@ -441,6 +465,27 @@ class MainWindow(QMainWindow):
             self._update_idle_status()
         self.searching.update_placeholder()
 
+    def _note_background(self, text: str) -> None:
+        """Say ``text`` (that background indexing outlives the window) once ever:
+        in the tray when there is one, else in the status bar."""
+        settings = self.engine.settings
+        if settings.background_noted:
+            return
+        if self.tray is not None:
+            self.tray.notify(text)
+        else:
+            message.info(text)
+        settings.background_noted = True
+        settings.save(self.home)
+
+    def set_paused(self, pause: bool) -> None:
+        """Pause or resume indexing (the window's own, or the background watcher's)."""
+        self.index_status.set_paused(pause)
+        self._pause_toggled(pause)
+
+    def _watcher_waiting(self, why: str) -> None:
+        self.index_status.show_idle(f"Background indexing waits: {why}")
+
     def _update_idle_status(self) -> None:
         if self.engine.indexing:
             return
@@ -450,6 +495,8 @@ class MainWindow(QMainWindow):
             bits.append(f"{format_count(status.files)} files indexed")
             if status.pending:
                 bits.append(f"{format_count(status.pending)} passages waiting for the model")
+        if self.engine.following is not None:
+            bits.append("kept current in the background")
         info = self.engine.model_info
         if info is not None:
             bits.append(info.name)
@@ -528,7 +575,13 @@ class MainWindow(QMainWindow):
 
     def apply_settings(self, settings: Settings, home: Path | None = None) -> None:
         """Save and use new settings (and data directory)."""
+        turned_on = settings.background_indexing and not self.engine.settings.background_indexing
         self.engine.apply(settings, home)
+        if turned_on and self.tray is None:
+            self._note_background(
+                "Your folders stay indexed after you close the window: sr3desk watch runs "
+                "at login, at low priority (Settings turns it off)"
+            )
         self.home = self.engine.home
         self.filters.set_folders(settings.folders)
         self.searching.update_placeholder()

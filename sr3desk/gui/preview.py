@@ -30,7 +30,7 @@ from sr3desk.gui.results import format_date, home_relative
 from sr3desk.search.text import match_spans, parse_query
 
 if TYPE_CHECKING:
-    from sr3desk.index.types import ChunkHit
+    from sr3desk.index.types import ChunkHit, OcrNote
     from sr3desk.search import FileResult, Passage
 
 CONTEXT_CHUNKS = 6  # chunks shown before and after the passage
@@ -70,11 +70,13 @@ def context_html(
     palette: QPalette,
     paged: bool,
     context: int = CONTEXT_CHUNKS,
+    ocr: OcrNote | None = None,
 ) -> tuple[str, int, int]:
     """Render the chunks around ``chunks[hit]`` as HTML; returns (html, first, last) shown.
 
     The hit chunk is tinted and carries the anchor :data:`HIT_ANCHOR`; the
-    query's words are marked; a page label precedes each new page of a PDF.
+    query's words are marked; a page label precedes each new page of a PDF,
+    saying "OCR" for a page whose text ``ocr`` says was recognised.
     """
     first = max(0, hit - context)
     last = min(len(chunks) - 1, hit + context)
@@ -100,7 +102,8 @@ def context_html(
         prev_end = max(prev_end, c.end)
         if paged and c.page is not None and c.page != prev_page:
             sep = "" if i == first else "\n"
-            parts.append(f'{sep}<span style="color:{dim}">— page {c.page} —</span>\n')
+            how = " · OCR" if ocr is not None and ocr.covers(c.page) else ""
+            parts.append(f'{sep}<span style="color:{dim}">— page {c.page}{how} —</span>\n')
             prev_page = c.page
         body = _marked(text, stems, back.name(), fore.name())
         if i == hit:
@@ -196,6 +199,8 @@ class PreviewPane(QWidget):
         bits = [home_relative(result.folder), f"modified {format_date(result.mtime)}"]
         if passage is not None and passage.page is not None:
             bits.append(f"page {passage.page}")
+        if passage is not None and result.from_ocr(passage):
+            bits.append("text recognised by OCR: may hold misread words")
         self.where.setText("  ·  ".join(bits))
         self.where.setToolTip(result.path)
         for w in (self.title, self.where, self.open_button, self.folder_button, self.copy_button):
@@ -221,7 +226,9 @@ class PreviewPane(QWidget):
         hit = passage_index(chunks, passage)
         self.hit_text = chunks[hit].text
         paged = result.ext.lower() == "pdf"
-        doc_html, _first, _last = context_html(chunks, hit, query, self.palette(), paged)
+        doc_html, _first, _last = context_html(
+            chunks, hit, query, self.palette(), paged, ocr=result.ocr
+        )
         self.body.setHtml(doc_html)
         # Layout is lazy: scroll once the document has been laid out.
         QTimer.singleShot(0, self._scroll_to_hit)

@@ -145,6 +145,8 @@ def accessible_text(r: FileResult) -> str:
         p = r.passages[0]
         if p.page is not None:
             parts.append(f"page {p.page}")
+        if r.from_ocr(p):
+            parts.append("text by OCR")
         parts.append(p.snippet)
     return ", ".join(parts)
 
@@ -248,6 +250,8 @@ class ResultDelegate(QStyledItemDelegate):
         tail: list[str] = []
         if best is not None and best.page is not None:
             tail.append(f"page {best.page}")
+        if best is not None and r.from_ocr(best):
+            tail.append("text by OCR")
         if len(r.passages) > 1:
             tail.append(f"+{len(r.passages) - 1} more")
         tail_text = "  ·  ".join(tail)

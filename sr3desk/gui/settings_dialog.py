@@ -333,6 +333,29 @@ class SettingsDialog(QDialog):
         form.addRow("Folders to search:", self.folders)
         form.addRow("Skip files matching:", self.exclude)
         form.addRow("Skip files larger than:", self.max_mb)
+        self.ocr = QCheckBox("Read scanned PDFs and images by OCR")
+        self.ocr.setAccessibleName("Read scanned PDFs and images by OCR")
+        self.ocr.setToolTip(
+            "Pages without a text layer and image files are read by Tesseract (about a "
+            "second a page); off: they are listed as having no text layer"
+        )
+        self.ocr.setChecked(settings.ocr)
+        self.ocr_languages = QLineEdit(settings.ocr_languages)
+        self.ocr_languages.setAccessibleName("OCR languages")
+        self.ocr_languages.setToolTip(_ocr_languages_tip())
+        self.ocr_languages.setMaximumWidth(140)
+        self.ocr.toggled.connect(self.ocr_languages.setEnabled)
+        self.ocr_languages.setEnabled(settings.ocr)
+        form.addRow("", self.ocr)
+        form.addRow("OCR languages:", self.ocr_languages)
+        self.background = QCheckBox("Keep my folders indexed in the background")
+        self.background.setAccessibleName("Keep my folders indexed in the background")
+        self.background.setToolTip(
+            "Runs sr3desk watch at login, at low priority, so files saved while the window "
+            "is closed are found at once; the window then shows its progress"
+        )
+        self.background.setChecked(settings.background_indexing)
+        form.addRow("", self.background)
         tabs.addTab(folders_tab, "Folders")
 
         # Model tab.
@@ -434,8 +457,32 @@ class SettingsDialog(QDialog):
             gpu_layers=self.gpu_layers.value(),
             reason_default=self.reason.isChecked(),
             deep_search=self.deep.isChecked(),
+            ocr=self.ocr.isChecked(),
+            background_indexing=self.background.isChecked(),
+            ocr_languages=_ocr_languages(self.ocr_languages.text(), self._settings.ocr_languages),
         )
 
     def result_home(self) -> Path:
         """Return the data directory as edited (absolute)."""
         return Path(self.data_dir.text().strip() or str(self.home)).expanduser().resolve()
+
+
+def _ocr_languages_tip() -> str:
+    """The OCR languages field's tooltip: the format and the languages installed."""
+    from sr3desk.extract.ocr import installed_languages
+
+    found = installed_languages()
+    have = ", ".join(found) if found else "none (install tesseract-ocr-eng)"
+    return (
+        "Tesseract language codes joined by '+', e.g. eng+deu; each needs its data "
+        f"(Debian: tesseract-ocr-<code>). Installed: {have}"
+    )
+
+
+def _ocr_languages(text: str, previous: str) -> str:
+    """The languages typed, tidied ("eng + deu" -> "eng+deu"); ``previous`` when the
+    text is not a valid list of codes."""
+    codes = [c.strip() for c in text.split("+") if c.strip()]
+    if not codes or not all(c.replace("_", "").isalnum() for c in codes):
+        return previous
+    return "+".join(codes)

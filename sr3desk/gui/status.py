@@ -71,6 +71,8 @@ def describe_progress(p: Progress, files_per_s: float = 0.0) -> str:
             bits.append(current)
         if files_per_s > 0:
             bits.append(f"{files_per_s:.1f} files/s")
+        if p.ocr_pages:
+            bits.append(f"OCR {p.ocr_pages_per_s:.2f} pages/s")
         if p.files_total and files_per_s > 0:
             left = (p.files_total - p.files_done) / files_per_s
             bits.append(format_eta(left))

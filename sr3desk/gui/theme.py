@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -19,7 +19,6 @@ from PySide6.QtGui import (
     QIcon,
     QPainter,
     QPalette,
-    QPen,
     QPixmap,
 )
 from PySide6.QtWidgets import QApplication
@@ -188,26 +187,14 @@ def badge_icon(ext: str, dark: bool, size: int = 40) -> QIcon:
 
 
 def app_icon() -> QIcon:
-    """Return the app's icon: a magnifier over a page, drawn at several sizes."""
+    """Return the app's icon (a magnifier over a page) at several sizes, rendered from
+    the SVG the menu entry installs (:mod:`sr3desk.desktop.entry`), so the window,
+    the tray and the launcher show the same picture."""
+    from sr3desk.desktop.entry import render_png
+
     icon = QIcon()
     for size in (16, 24, 32, 48, 64, 128, 256):
-        pix = QPixmap(size, size)
-        pix.fill(Qt.GlobalColor.transparent)
-        p = QPainter(pix)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        s = size / 64.0
-        p.setPen(Qt.PenStyle.NoPen)
-        p.setBrush(QColor("#2f6fd6"))
-        p.drawRoundedRect(QRectF(8 * s, 4 * s, 40 * s, 52 * s), 6 * s, 6 * s)
-        p.setBrush(QColor("#ffffff"))
-        for i in range(4):
-            p.drawRect(QRectF(15 * s, (14 + 8 * i) * s, (26 - 6 * (i % 2)) * s, 3 * s))
-        pen = QPen(QColor("#f2a900"), 6 * s)
-        pen.setCapStyle(Qt.PenCapStyle.RoundCap)
-        p.setPen(pen)
-        p.setBrush(QColor(255, 255, 255, 200))
-        p.drawEllipse(QRectF(30 * s, 30 * s, 20 * s, 20 * s))
-        p.drawLine(QPointF(48 * s, 48 * s), QPointF(58 * s, 58 * s))
-        p.end()
+        pix = QPixmap()
+        pix.loadFromData(render_png(size), "PNG")
         icon.addPixmap(pix)
     return icon

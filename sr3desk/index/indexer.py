@@ -29,12 +29,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from sr3desk.errors import IndexAccessError
+from sr3desk.index import ocrstate
 from sr3desk.index.control import Control, checkpoint
 from sr3desk.index.embedding import EmbeddingPhase
 from sr3desk.index.planner import ChangePlan, plan_changes
 from sr3desk.index.progress import ProgressFn, Tracker
 from sr3desk.index.reading import FileReader
-from sr3desk.index.scan import ScanResult, is_within, scan, scan_paths
+from sr3desk.index.scan import Entry, ScanResult, is_within, scan, scan_paths
 from sr3desk.index.store import Store
 from sr3desk.index.tables import FileWrite, KnownFiles
 from sr3desk.index.types import (
@@ -124,7 +125,13 @@ class Indexer:
             self.roots = _union(self.roots, result.roots)
             if result.missing_roots:
                 log.warning("Not found, left as indexed: %s", ", ".join(result.missing_roots))
-            self._apply(plan_changes(result, known, result.roots), summary, tracker, control)
+            force = self._ocr_rereads(known, result)
+            plan = plan_changes(result, known, result.roots, force=force)
+            self._apply(plan, summary, tracker, control)
+            if not summary.stopped:
+                ocrstate.remember_key(
+                    self.store.dir, self.store.write_generation.key, self.options.ocr_key
+                )
             self._embed(summary, tracker, control)
             self._finish(summary, tracker, started)
             return summary
@@ -206,6 +213,30 @@ class Indexer:
             return open_tokenizer(Path(gen.model_path))
         return ApproxCounter()
 
+    def _ocr_rereads(self, known: KnownFiles, result: ScanResult) -> frozenset[str]:
+        """Files to read again because the OCR setting changed since the last run
+        (:mod:`~sr3desk.index.ocrstate`); moves them from the scan's unchanged list
+        to its entries. Costs nothing when the setting did not change."""
+        key = self.options.ocr_key
+        generation = self.store.write_generation.key
+        if not len(known) or ocrstate.last_key(self.store.dir, generation) == key:
+            return frozenset()
+        paths = ocrstate.rereads(known.records(), key)
+        if not paths:
+            return frozenset()
+        still = []
+        for path in result.unchanged:
+            if path not in paths:
+                still.append(path)
+                continue
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue  # vanished: the plan drops it
+            result.entries.append(Entry(path, st.st_size, st.st_mtime, st.st_ino))
+        result.unchanged = still
+        return frozenset(paths)
+
     def _moved_away(self, sizes: list[int], known: KnownFiles) -> list[FileRecord]:
         """Indexed files elsewhere in the roots that no longer exist on disk: rename
         sources for the new files of an update.
@@ -255,7 +286,7 @@ class Indexer:
                 self._optimize()
             batch, last_commit = [], time.monotonic()
 
-        files = self.reader.read(plan.to_read)
+        files = self.reader.read(plan.to_read, control)
         try:
             for done, write in enumerate(_paced(files, control, tracker, commit), 1):
                 if write is None:
@@ -268,6 +299,10 @@ class Indexer:
                 else:
                     summary.indexed += 1
                 tracker.file_read(write.record.size, sum(c.tokens for c in write.chunks))
+                if write.ocr_pages:
+                    summary.ocr_pages += write.ocr_pages
+                    summary.ocr_seconds += write.ocr_seconds
+                    tracker.ocr_read(write.ocr_pages, write.ocr_seconds)
                 tracker.emit(files_done=done, files_skipped=len(summary.skipped))
                 if (
                     len(batch) >= self.options.commit_files
@@ -322,6 +357,9 @@ def _paced(
             return
         write = next(it, None)
         if write is None:
+            if control is not None and control.stopped:  # the reader ended on the stop
+                checkpoint(control, tracker, commit)
+                yield None
             return
         yield write
 

@@ -99,16 +99,18 @@ def plan_changes(
     *,
     hash_file: Callable[[str], str] = content_hash,
     moved_away: MovedAwayFn | None = None,
+    force: frozenset[str] = frozenset(),
 ) -> ChangePlan:
     """Compare ``result`` (a scan of ``scopes``) with the index's ``known`` files.
 
     Files under ``scopes`` that the scan did not see are gone, unless their
     folder could not be listed. ``moved_away`` offers more rename sources (see
-    :data:`MovedAwayFn`).
+    :data:`MovedAwayFn`). ``force``: paths to read even when unchanged (their
+    stored text depends on a setting that changed).
     """
     plan = ChangePlan(scanned=len(result.entries) + len(result.unchanged))
     plan.unchanged = len(result.unchanged)
-    todo = _new_or_changed(result, known, plan)
+    todo = _new_or_changed(result, known, plan, force)
     plan.gone = _gone(result, known, scopes)
     sources: dict[tuple[int, str], list[FileRecord]] = {}
     for rec in plan.gone:
@@ -116,17 +118,21 @@ def plan_changes(
             sources.setdefault((rec.size, rec.content_hash), []).append(rec)
     if moved_away is not None:
         _add_sources(sources, plan.gone, moved_away([e.size for e, old in todo if old is None]))
-    _match(todo, sources, plan, hash_file)
+    _match(todo, sources, plan, hash_file, force)
     return plan
 
 
 def _new_or_changed(
-    result: ScanResult, known: KnownFiles, plan: ChangePlan
+    result: ScanResult, known: KnownFiles, plan: ChangePlan, force: frozenset[str]
 ) -> list[tuple[Entry, FileRecord | None]]:
     """(entry, old row) of files to hash or read, newest first; records skips."""
     todo: list[tuple[Entry, FileRecord | None]] = []
     for entry in result.entries:
-        if entry.skip is None and known.same(entry.path, entry.size, entry.mtime):
+        if (
+            entry.skip is None
+            and entry.path not in force
+            and known.same(entry.path, entry.size, entry.mtime)
+        ):
             plan.unchanged += 1  # the common case of a re-scan: nothing to do
             continue
         old = known.get(entry.path)
@@ -182,8 +188,10 @@ def _match(
     sources: dict[tuple[int, str], list[FileRecord]],
     plan: ChangePlan,
     hash_file: Callable[[str], str],
+    force: frozenset[str] = frozenset(),
 ) -> None:
-    """Hash what changed; sort it into touched, moved and to-read."""
+    """Hash what changed; sort it into touched, moved and to-read (``force``: always
+    read)."""
     source_sizes = {size for size, _h in sources}
     for entry, old in todo:
         digest = ""
@@ -195,7 +203,12 @@ def _match(
                 plan.skips.append(file_record(entry, old, status=STATUS_SKIPPED, reason=reason))
                 plan.skipped.append((entry.path, reason))
                 continue
-        if old is not None and old.status == STATUS_INDEXED and digest == old.content_hash:
+        if (
+            old is not None
+            and old.status == STATUS_INDEXED
+            and digest == old.content_hash
+            and entry.path not in force
+        ):
             plan.touched.append((old, file_record(entry, old, digest=digest, keep=old)))
             plan.unchanged += 1
             continue

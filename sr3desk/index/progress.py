@@ -61,6 +61,7 @@ class Tracker:
         self.bytes_read = 0
         self.bytes_left = 0
         self.tokens_read = 0  # tokens of the chunks read in this run (all to embed)
+        self.ocr_seconds = 0.0
         self.prior_rate = prior_rate
 
     def phase(self, phase: str, **fields: Any) -> None:
@@ -89,6 +90,13 @@ class Tracker:
         self.bytes_read += size
         self.bytes_left -= size
         self.tokens_read += tokens
+
+    def ocr_read(self, pages: int, seconds: float) -> None:
+        """One file's ``pages`` were read by OCR in ``seconds``."""
+        self.ocr_seconds += seconds
+        self.state.ocr_pages += pages
+        if self.ocr_seconds > 0:
+            self.state.ocr_pages_per_s = self.state.ocr_pages / self.ocr_seconds
 
     def embedded(self, tokens: int) -> None:
         """``tokens`` more tokens were embedded."""

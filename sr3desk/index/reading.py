@@ -14,6 +14,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,16 +23,18 @@ from sr3desk.errors import ExtractError
 from sr3desk.index.planner import ReadTask, file_record
 from sr3desk.index.scan import content_hash
 from sr3desk.index.tables import FileWrite
-from sr3desk.index.types import STATUS_SKIPPED, IndexOptions
+from sr3desk.index.types import STATUS_SKIPPED, IndexOptions, OcrNote
 
 if TYPE_CHECKING:
     from sr3desk.extract import Document, Extractor
+    from sr3desk.index.control import Control
     from sr3desk.model.tokenizer import TokenCounter
 
 log = logging.getLogger(__name__)
 
 VANISHED = "file vanished while it was read"
 READ_AHEAD = 2  # files extracted ahead of the one being chunked
+STOP_POLL_S = 0.2  # how often a wait for the worker looks for a stop
 
 
 @dataclass
@@ -62,10 +65,14 @@ class FileReader:
         self._extractor = extractor
         self._own_extractor = extractor is None
 
-    def read(self, tasks: Iterable[ReadTask]) -> Generator[FileWrite, None, None]:
+    def read(
+        self, tasks: Iterable[ReadTask], control: Control | None = None
+    ) -> Generator[FileWrite, None, None]:
         """The files of ``tasks`` as rows and chunks, in order, read ahead.
 
-        Closing the iterator early (a stop) cancels the files not started.
+        ``control``: while it is paused no new file is started; once it is stopped
+        the iterator ends at once, the file in the worker (a long scan being read by
+        OCR) cancelled. Closing the iterator early cancels the files not started.
         """
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sr3desk-read") as pool:
             ahead: deque[Future[Extracted]] = deque()
@@ -73,13 +80,28 @@ class FileReader:
             try:
                 while True:
                     while len(ahead) < READ_AHEAD and (task := next(queue, None)) is not None:
-                        ahead.append(pool.submit(self.extract, task))
+                        ahead.append(pool.submit(self._extract_running, task, control))
                     if not ahead:
                         return
-                    yield self.chunk(ahead.popleft().result())
+                    got = _result(ahead[0], control)
+                    if got is None:
+                        return  # stopped
+                    ahead.popleft()
+                    yield self.chunk(got)
             finally:
                 for future in ahead:
                     future.cancel()
+                if any(not future.done() for future in ahead):
+                    self.cancel()
+
+    def _extract_running(self, task: ReadTask, control: Control | None) -> Extracted:
+        """:meth:`extract`, once ``control`` is not paused (a stopped run reads nothing)."""
+        if control is not None:
+            while control.paused and not control.stopped:
+                control.wait(0.5)
+            if control.stopped:
+                return Extracted(task, reason="stopped")
+        return self.extract(task)
 
     def extract(self, task: ReadTask) -> Extracted:
         """Hash and extract one file (in the read-ahead thread); never raises."""
@@ -111,14 +133,15 @@ class FileReader:
         from sr3desk.index.chunking import chunk_document
 
         entry, old, digest = got.task.entry, got.task.old, got.task.digest
-        if got.doc is None:
+        doc = got.doc
+        if doc is None:
             reason = got.reason or "cannot read"
             return FileWrite(
                 file_record(entry, old, status=STATUS_SKIPPED, reason=reason, digest=digest)
             )
         try:
             chunks = chunk_document(
-                got.doc,
+                doc,
                 self._tokens(),
                 max_tokens=self.options.max_tokens,
                 overlap_tokens=self.options.overlap_tokens,
@@ -129,8 +152,15 @@ class FileReader:
             return FileWrite(
                 file_record(entry, old, status=STATUS_SKIPPED, reason=reason, digest=digest)
             )
-        rec = file_record(entry, old, digest=digest, kind=got.doc.kind, n_chunks=len(chunks))
-        return FileWrite(rec, chunks)
+        rec = file_record(
+            entry, old, digest=digest, kind=doc.kind, n_chunks=len(chunks), reason=ocr_note(doc)
+        )
+        return FileWrite(rec, chunks, doc.ocr_count, doc.ocr_seconds)
+
+    def cancel(self) -> None:
+        """End the extraction in progress at once (a stop during a long OCR)."""
+        if self._extractor is not None:
+            self._extractor.cancel()
 
     def _tokens(self) -> TokenCounter:
         if self._counter is None:
@@ -139,13 +169,14 @@ class FileReader:
 
     def _worker(self) -> Extractor:
         if self._extractor is None:
-            from sr3desk.extract import Extractor, Limits
+            from sr3desk.extract import Extractor, Limits, OcrOptions
 
             limits = Limits(
                 max_file_bytes=self.options.max_file_bytes,
                 max_seconds=self.options.extract_timeout_s,
             )
-            self._extractor = Extractor(limits)
+            ocr = OcrOptions(enabled=self.options.ocr, languages=self.options.ocr_languages)
+            self._extractor = Extractor(limits, ocr=ocr)
         return self._extractor
 
     def close(self) -> None:
@@ -153,3 +184,21 @@ class FileReader:
         if self._extractor is not None and self._own_extractor:
             self._extractor.close()
             self._extractor = None
+
+
+def _result(future: Future[Extracted], control: Control | None) -> Extracted | None:
+    """The future's result, or None as soon as ``control`` is stopped."""
+    while True:
+        try:
+            return future.result(timeout=STOP_POLL_S)
+        except FutureTimeout:
+            if control is not None and control.stopped:
+                return None
+
+
+def ocr_note(doc: Document) -> str:
+    """The note an indexed file's row keeps on its OCR'd text ("" when none)."""
+    if not doc.ocr_pages:
+        return ""
+    pages = frozenset(doc.ocr_pages) if doc.pages else None
+    return OcrNote(doc.ocr_languages, pages).text()

@@ -40,12 +40,14 @@ from sr3desk.index.tables import (
     sql_str,
 )
 from sr3desk.index.types import (
+    OCR_NOTE_PREFIX,
     STATUS_INDEXED,
     STATUS_SKIPPED,
     ChunkHit,
     FileRecord,
     Filters,
     IndexStatus,
+    OcrNote,
 )
 
 # How the ANN index (maintenance.ann_config) is searched; bench/search.py
@@ -222,6 +224,25 @@ def file_records(conn: Connection, gen: Generation, status: str | None) -> list[
     if status is not None:
         query = query.where(f"status = {sql_str(status)}")
     return records(query.limit(None).to_arrow())
+
+
+def ocr_notes(conn: Connection, gen: Generation, file_ids: Sequence[str]) -> dict[str, OcrNote]:
+    """The OCR notes of those of ``file_ids`` whose text came (in part) from OCR."""
+    out: dict[str, OcrNote] = {}
+    table = conn.table(gen.files_table)
+    for part in batched(list(dict.fromkeys(file_ids))):
+        where = (
+            f"{sql_in('file_id', part)} AND status = {sql_str(STATUS_INDEXED)} "
+            f"AND starts_with(reason, {sql_str(OCR_NOTE_PREFIX)})"
+        )
+        found = table.search().where(where).select(["file_id", "reason"]).limit(None).to_arrow()
+        for fid, reason in zip(
+            found["file_id"].to_pylist(), found["reason"].to_pylist(), strict=True
+        ):
+            note = OcrNote.parse(reason or "")
+            if note is not None:
+                out[fid] = note
+    return out
 
 
 def counts(conn: Connection, gen: Generation) -> dict[str, Any]:

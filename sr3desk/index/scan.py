@@ -13,8 +13,9 @@ of an unchanged tree must cost little more than listing it. Rules:
 - Hidden files and folders, version-control and dependency folders, caches,
   virtual environments (any folder holding ``pyvenv.cfg``) and folders tagged
   with ``CACHEDIR.TAG`` are left out by default; user globs add to that.
-- Files of a type extraction does not read (images, archives, binaries) are left
-  out silently; files over the size limit are reported as skipped.
+- Files of a type extraction does not read (archives, binaries; images when OCR
+  is off) are left out silently; files over the size limit are reported as
+  skipped.
 """
 
 from __future__ import annotations
@@ -97,12 +98,13 @@ def _link_reason(path: str, rules: Rules) -> str | None:
     return "symbolic link to outside the indexed folders (not followed)"
 
 
-def supported_name(path: str) -> bool:
+def supported_name(path: str, images: bool = True) -> bool:
     """True when extraction reads files of this kind (decided by name, or by the
-    first bytes for files without an extension)."""
+    first bytes for files without an extension); ``images``: image files count
+    (False when OCR is off)."""
     from sr3desk.extract import supported
 
-    return supported(Path(path))
+    return supported(Path(path), images)
 
 
 def scan(
@@ -199,7 +201,8 @@ def _file_entry(
             st.st_ino,
             skip=f"exceeds {human_bytes(rules.options.max_file_bytes)} limit",
         )
-    if not (rules.known is not None and path in rules.known) and not supported_name(path):
+    known = rules.known is not None and path in rules.known
+    if not known and not supported_name(path, rules.options.ocr):
         return None
     return Entry(path, st.st_size, st.st_mtime, st.st_ino)
 
@@ -239,6 +242,7 @@ def _walk(top: str, rules: Rules, result: ScanResult, seen_dirs: set[tuple[int, 
     sizes = rules.known.sizes if rules.known is not None else []
     mtimes = rules.known.mtimes if rules.known is not None else []
     limit = options.max_file_bytes
+    images = options.ocr
     append = result.entries.append
     unchanged = result.unchanged.append
     is_reg = stat.S_ISREG
@@ -278,7 +282,7 @@ def _walk(top: str, rules: Rules, result: ScanResult, seen_dirs: set[tuple[int, 
                         unchanged(path)
                     else:
                         append(Entry(path, st_entry.st_size, st_entry.st_mtime, st_entry.st_ino))
-                elif supported_name(path):
+                elif supported_name(path, images):
                     append(Entry(path, st_entry.st_size, st_entry.st_mtime, st_entry.st_ino))
                 continue
             item = _file_entry(path, name, st_entry, rules, explicit=False)

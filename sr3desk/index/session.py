@@ -38,6 +38,12 @@ class IndexSettings(Protocol):
     @property
     def max_file_mb(self) -> float: ...
 
+    @property
+    def ocr(self) -> bool: ...
+
+    @property
+    def ocr_languages(self) -> str: ...
+
 
 def options_for(
     settings: IndexSettings, *, max_mb: float | None = None, embed_batch: int | None = None
@@ -51,7 +57,12 @@ def options_for(
     limit = settings.max_file_mb if max_mb is None else max_mb
     if limit <= 0:
         raise Sr3Error(f"The file size limit must be positive, not {limit:g} MB")
-    options = IndexOptions(exclude=tuple(settings.exclude), max_file_bytes=max(1, int(limit * MIB)))
+    options = IndexOptions(
+        exclude=tuple(settings.exclude),
+        max_file_bytes=max(1, int(limit * MIB)),
+        ocr=settings.ocr,
+        ocr_languages=settings.ocr_languages or "eng",
+    )
     if embed_batch is not None:
         options = replace(options, embed_batch=embed_batch)
     return options

@@ -36,7 +36,7 @@ from sr3desk.index.connection import Connection
 from sr3desk.index.generations import Generation, ModelLike, Pointer
 from sr3desk.index.lock import WriterLock
 from sr3desk.index.tables import FileWrite, KnownFiles
-from sr3desk.index.types import ChunkHit, FileRecord, Filters, IndexStatus
+from sr3desk.index.types import ChunkHit, FileRecord, Filters, IndexStatus, OcrNote
 from sr3desk.index.writes import GenerationWriter
 
 __all__ = ["FileWrite", "Store"]
@@ -268,6 +268,13 @@ class Store:
     def file(self, path: str) -> FileRecord | None:
         """Return the record of the file at ``path`` in the served generation, or None."""
         return self._read(lambda c, g: reads.file_at(c, g, path), None)
+
+    def ocr_notes(self, file_ids: Sequence[str]) -> dict[str, OcrNote]:
+        """Return, by file id, the OCR notes of those of ``file_ids`` whose text came
+        (in part) from OCR, in the served generation (one read)."""
+        if not file_ids:
+            return {}
+        return self._read(lambda c, g: reads.ocr_notes(c, g, file_ids), {})
 
     def files(self, status: str | None = None) -> list[FileRecord]:
         """Return the served generation's file records (optionally of one status)."""

@@ -77,10 +77,13 @@ class ChunkLike(Protocol):
 
 @dataclass
 class FileWrite:
-    """One file of a write batch: its new record and, when indexed, its chunks."""
+    """One file of a write batch: its new record and, when indexed, its chunks;
+    ``ocr_pages``/``ocr_seconds``: pages its reading put through OCR, and the time."""
 
     record: FileRecord
     chunks: Sequence[ChunkLike] = ()
+    ocr_pages: int = 0
+    ocr_seconds: float = 0.0
 
 
 def files_schema() -> pa.Schema:

@@ -191,8 +191,10 @@ class Progress:
     this run must compute; ``tokens_per_s``: measured embedding speed (0 until
     known); ``eta_s``: seconds left estimated from the measured speed and the
     tokens still to embed (None until there is a measurement). ``paused`` is true
-    while a pause is in effect. In the ``upgrade`` phase ``chunks_embedded`` /
-    ``chunks_total`` count the stored vectors carried into the new layout.
+    while a pause is in effect. ``ocr_pages``/``ocr_pages_per_s``: pages read by
+    OCR in this run and their rate (per second of OCR time; 0 until measured). In
+    the ``upgrade`` phase ``chunks_embedded`` / ``chunks_total`` count the stored
+    vectors carried into the new layout.
     """
 
     phase: str
@@ -205,6 +207,8 @@ class Progress:
     eta_s: float | None = None
     files_skipped: int = 0
     paused: bool = False
+    ocr_pages: int = 0
+    ocr_pages_per_s: float = 0.0
 
 
 @dataclass
@@ -214,7 +218,8 @@ class Summary:
     ``indexed``: files (re)read; ``unchanged``: files seen and found identical;
     ``renamed``: files re-pathed without re-reading; ``removed``: files gone from
     disk and dropped; ``skipped``: (path, reason) for files that could not be read
-    in this run; ``stopped``: true when ``Control.stop`` ended the run early.
+    in this run; ``stopped``: true when ``Control.stop`` ended the run early;
+    ``ocr_pages``/``ocr_seconds``: pages read by OCR and the time it took.
     """
 
     scanned: int = 0
@@ -229,6 +234,8 @@ class Summary:
     seconds: float = 0.0
     embed_seconds: float = 0.0
     stopped: bool = False
+    ocr_pages: int = 0
+    ocr_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -244,7 +251,8 @@ class IndexOptions:
     per embedding call; ``commit_files``: files per write while reading;
     ``commit_interval_s``: the longest time finished work waits before it is
     committed (bounds what a kill can lose); ``extract_timeout_s``: per-file time
-    limit of the extraction worker.
+    limit of the extraction worker (OCR included); ``ocr``: read scanned PDF pages
+    and image files by OCR; ``ocr_languages``: Tesseract codes joined by "+".
     """
 
     exclude: tuple[str, ...] = ()
@@ -257,6 +265,13 @@ class IndexOptions:
     commit_files: int = 64
     commit_interval_s: float = 3.0
     extract_timeout_s: float = 30.0
+    ocr: bool = True
+    ocr_languages: str = "eng"
+
+    @property
+    def ocr_key(self) -> str:
+        """What a file's OCR depended on: "" with OCR off, else its languages."""
+        return self.ocr_languages if self.ocr else ""
 
     def __post_init__(self) -> None:
         if self.max_file_bytes <= 0:
@@ -267,3 +282,58 @@ class IndexOptions:
             raise ValueError("embed_batch and commit_files must be at least 1")
         if self.commit_interval_s <= 0:
             raise ValueError("commit_interval_s must be positive")
+
+
+OCR_NOTE_PREFIX = "OCR "
+
+
+@dataclass(frozen=True)
+class OcrNote:
+    """Which text of an indexed file came from OCR, kept as its row's ``reason``.
+
+    ``languages``: the Tesseract languages it was read with ("eng"); ``pages``: the
+    1-based pages read by OCR, or None when the whole file was (an image).
+    :meth:`text` writes it ("OCR eng: pages 1-3, 7"), :meth:`parse` reads it back.
+    """
+
+    languages: str
+    pages: frozenset[int] | None = None
+
+    def covers(self, page: int | None) -> bool:
+        """True when a passage on ``page`` (None: a file without pages) came from OCR."""
+        return self.pages is None or (page is not None and page in self.pages)
+
+    def text(self) -> str:
+        """The note as stored: "OCR eng" (whole file) or "OCR eng: pages 1-3, 7"."""
+        head = OCR_NOTE_PREFIX + self.languages
+        if self.pages is None:
+            return head
+        return f"{head}: pages {page_ranges(sorted(self.pages))}"
+
+    @classmethod
+    def parse(cls, reason: str) -> OcrNote | None:
+        """The note in an indexed file's ``reason``, or None when it has none."""
+        if not reason.startswith(OCR_NOTE_PREFIX):
+            return None
+        head, _sep, tail = reason[len(OCR_NOTE_PREFIX) :].partition(": pages ")
+        if not _sep:
+            return cls(head.strip())
+        pages: set[int] = set()
+        for part in tail.split(","):
+            lo, _dash, hi = part.strip().partition("-")
+            if lo.isdigit():
+                pages.update(range(int(lo), int(hi if hi.isdigit() else lo) + 1))
+        return cls(head.strip(), frozenset(pages))
+
+
+def page_ranges(pages: list[int]) -> str:
+    """Sorted page numbers as ranges: [1, 2, 3, 7] -> "1-3, 7"."""
+    parts: list[str] = []
+    i = 0
+    while i < len(pages):
+        j = i
+        while j + 1 < len(pages) and pages[j + 1] == pages[j] + 1:
+            j += 1
+        parts.append(str(pages[i]) if i == j else f"{pages[i]}-{pages[j]}")
+        i = j + 1
+    return ", ".join(parts)

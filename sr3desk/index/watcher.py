@@ -141,6 +141,16 @@ class Watcher:
         self._observer = None
         self._watches.clear()
 
+    def pause(self, paused: bool = True) -> None:
+        """Hold updates at their next check point (``paused``), or let them go on.
+
+        Changes seen meanwhile are kept and brought in after the pause.
+        """
+        if paused:
+            self._control.pause()
+        else:
+            self._control.resume()
+
     def __enter__(self) -> Watcher:
         self.start()
         return self

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sr3desk.index.types import Filters
+from sr3desk.index.types import Filters, OcrNote
 
 Mode = Literal["hybrid", "vector", "keyword"]
 MODES: tuple[Mode, ...] = ("hybrid", "vector", "keyword")
@@ -80,11 +80,19 @@ class FileResult:
     size: int
     score: float
     passages: list[Passage]
+    ocr: OcrNote | None = None
+    """Which of the file's text came from OCR (None: none, or not looked up: see
+    :func:`mark_ocr`)."""
 
     @property
     def best(self) -> Passage:
         """The best passage (every result has at least one)."""
         return self.passages[0]
+
+    def from_ocr(self, passage: Passage | None = None) -> bool:
+        """True when ``passage`` (default: the best) was read by OCR."""
+        chosen = passage if passage is not None else self.best
+        return self.ocr is not None and self.ocr.covers(chosen.page)
 
 
 @dataclass
@@ -114,3 +122,9 @@ class SearchResponse:
 
 
 __all__ = ["MODES", "FileResult", "Mode", "Passage", "SearchRequest", "SearchResponse"]
+
+
+def mark_ocr(results: list[FileResult], notes: dict[str, OcrNote]) -> None:
+    """Set each result's ``ocr`` from ``notes`` (``Store.ocr_notes``, by file id)."""
+    for result in results:
+        result.ocr = notes.get(result.file_id)

@@ -90,7 +90,8 @@ def test_json_shape_and_expected_pdf_page_first(
     assert data["query"] == PDF_QUERY and data["mode"] == "hybrid"
     assert isinstance(data["took_ms"], float) and data["took_ms"] > 0
     results = data["results"]
-    assert results and all(set(r) == {"path", "score", "page", "snippet", "chunk"} for r in results)
+    keys = {"path", "score", "page", "snippet", "chunk", "ocr"}
+    assert results and all(set(r) == keys for r in results)
     assert all(os.path.isabs(r["path"]) for r in results)
     assert len({r["path"] for r in results}) == len(results)
     assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)

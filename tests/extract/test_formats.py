@@ -175,7 +175,10 @@ def test_magic_bytes_beat_a_text_extension(tmp_path: Path) -> None:
 
 def test_supported_by_name_and_sniffing(tmp_path: Path) -> None:
     assert supported(Path("a/b/notes.rst.txt"))
-    assert not supported(tmp_path / "photo.png")
+    # Images are read by OCR, unless it is off; other binaries are never tried.
+    assert supported(tmp_path / "photo.png")
+    assert not supported(tmp_path / "photo.png", images=False)
+    assert not supported(tmp_path / "archive.zip")
     readme = tmp_path / "README"
     readme.write_text("hello")
     blob = tmp_path / "blob"

@@ -43,10 +43,14 @@ def test_default_exclusions_and_user_globs(tmp_path: Path) -> None:
         "pkg.egg-info/PKG-INFO.txt",
         "notes.txt~",
         "~$report.docx",
-        "image.png",
         "archive.zip",
     ):
         write(root / excluded)
+    write(root / "scans" / "image.png")
+    # Images are read by OCR; with OCR off they are left out like any binary.
+    assert sorted(names(root)) == ["keep.md", "scans/image.png", "sub/keep.txt"]
+    assert sorted(names(root, IndexOptions(ocr=False))) == ["keep.md", "sub/keep.txt"]
+    (root / "scans" / "image.png").unlink()
     assert sorted(names(root)) == ["keep.md", "sub/keep.txt"]
     assert sorted(names(root, IndexOptions(exclude=("*.md",)))) == ["sub/keep.txt"]
     assert sorted(names(root, IndexOptions(exclude=("sub/**",)))) == ["keep.md"]
