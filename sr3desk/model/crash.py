@@ -32,6 +32,11 @@ SUPERVISED_ENV = "SR3DESK_SUPERVISED"
 REPACK_ENV = "SR3DESK_LLAMA_REPACK"
 _PR_SET_PDEATHSIG = 1
 _SI_KERNEL = 0x80  # si_code of a signal the terminal sent (Ctrl-C), not kill()
+# Passed on to the child: stop (INT, TERM) and `sr3desk watch`'s controls (HUP: look for
+# changes now; USR1/USR2: pause/resume), so the supervisor's pid can be signalled too.
+FORWARDED = frozenset(
+    {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
+)
 
 
 def note_model(path: str | os.PathLike[str]) -> None:
@@ -81,7 +86,7 @@ def crash_message(signum: int, model: str | None, what: str) -> str:
 
 
 def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     if sys.platform.startswith("linux"):
         # The child dies with its parent: killing the command kills the work.
         with contextlib.suppress(OSError, AttributeError):
@@ -95,14 +100,14 @@ def supervise(argv: Sequence[str], what: str, program: Sequence[str] | None = No
     Takes the command-line arguments, a name for messages and the program to run
     them with (default: this interpreter with ``-m sr3desk``); returns the exit code
     to exit with: the child's own, or 128 + the signal that killed it (with the line
-    written to stderr). SIGTERM and a SIGINT sent with kill() are passed on; a Ctrl-C
-    from the terminal reaches the child directly (same process group) and is not
-    sent twice.
+    written to stderr). The :data:`FORWARDED` signals sent with kill() are passed on;
+    a Ctrl-C or hangup from the terminal reaches the child directly (same process
+    group) and is not sent twice.
     """
     fd, note = tempfile.mkstemp(prefix="sr3desk-crash-", suffix=".txt")
     os.close(fd)
     env = dict(os.environ, **{NOTE_ENV: note, SUPERVISED_ENV: "1"})
-    watched = {signal.SIGINT, signal.SIGTERM, signal.SIGCHLD}
+    watched = {*FORWARDED, signal.SIGCHLD}
     # Blocked before the child starts, so no signal is lost between spawn and wait.
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
     old_chld = signal.signal(signal.SIGCHLD, _ignore)
@@ -130,7 +135,7 @@ def _ignore(signum: int, frame: FrameType | None) -> None:
 
 
 def _wait(child: subprocess.Popen[bytes]) -> int:
-    watched = [signal.SIGINT, signal.SIGTERM, signal.SIGCHLD]
+    watched = [*FORWARDED, signal.SIGCHLD]
     while True:
         code = child.poll()
         if code is not None:
@@ -138,13 +143,14 @@ def _wait(child: subprocess.Popen[bytes]) -> int:
         info = signal.sigtimedwait(watched, 0.5)
         if info is None or info.si_signo == signal.SIGCHLD:
             continue
-        if info.si_signo == signal.SIGINT and info.si_code == _SI_KERNEL:
-            continue  # Ctrl-C: the terminal sent it to the child as well
+        if info.si_code == _SI_KERNEL:
+            continue  # Ctrl-C or hangup: the terminal sent it to the child as well
         with contextlib.suppress(ProcessLookupError):
             child.send_signal(info.si_signo)
 
 
 __all__ = [
+    "FORWARDED",
     "NOTE_ENV",
     "REPACK_ENV",
     "SUPERVISED_ENV",

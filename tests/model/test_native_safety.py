@@ -98,34 +98,47 @@ def test_supervised_exit_code_passes_through() -> None:
     assert supervise([], "x", program=[sys.executable, "-c", "raise SystemExit(3)"]) == 3
 
 
-def test_cli_crash_reported_by_the_real_entry_point(tmp_path: Path, tiny_gguf: Path) -> None:
-    # A stand-in fault at model load, planted with sitecustomize in the command's
-    # own child: the real `python -m sr3desk` path reports it.
-    (tmp_path / "sitecustomize.py").write_text(
-        textwrap.dedent(
-            """
-            import os, signal
-            if os.environ.get("SR3DESK_SUPERVISED"):
-                import sr3desk.model.native as native
-                load = native.load_model
-                def crashing(path, *a, **k):
-                    model = load(path, *a, **k)
-                    os.kill(os.getpid(), signal.SIGSEGV)
-                native.load_model = crashing
-            """
-        )
-    )
+def test_the_watchers_control_signals_sent_to_the_supervisor_reach_the_child(
+    tmp_path: Path,
+) -> None:
+    """`sr3desk watch` pauses on SIGUSR1, resumes on SIGUSR2 and rescans on SIGHUP; sent
+    to the supervising process, each must reach the child, not kill both."""
     import os
+    import time
 
-    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    out = subprocess.run(
-        [sys.executable, "-m", "sr3desk", "embed", "--model", str(tiny_gguf), "hello"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
+    got = tmp_path / "got.txt"
+    child = textwrap.dedent(
+        f"""
+        import signal, sys, time
+        out = open({str(got)!r}, "a")
+        def note(n, f):
+            out.write(signal.Signals(n).name + "\\n")
+            out.flush()
+            if n == signal.SIGUSR2:
+                sys.exit(7)
+        for s in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(s, note)
+        out.write("ready\\n")
+        out.flush()
+        while True:
+            time.sleep(0.05)
+        """
     )
-    assert out.returncode == 128 + signal.SIGSEGV
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("sr3desk: error: sr3desk embed crashed")
-    assert str(tiny_gguf) in lines[0]
+    parent = (
+        "import sys; from sr3desk.model.crash import supervise; "
+        f"sys.exit(supervise([], 'sr3desk watch', program=[sys.executable, '-c', {child!r}]))"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", parent])
+    try:
+        deadline = time.monotonic() + 60
+        while "ready" not in (got.read_text() if got.exists() else ""):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            os.kill(proc.pid, sig)
+            time.sleep(0.3)
+        assert proc.wait(timeout=30) == 7
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert got.read_text().split() == ["ready", "SIGHUP", "SIGUSR1", "SIGUSR2"]
