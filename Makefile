@@ -43,6 +43,9 @@ OCR_PKGS := tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd
 BENCH_PKGS := emacs-el gnome-user-docs
 # Tools the tests run: desktop-file-validate checks the applications menu entry.
 TEST_TOOL_PKGS := desktop-file-utils
+# The training corpora beyond the test documents (training/data/corpora.py): WordNet, the
+# Debian Reference and Administrator's Handbook, SQLite's and Go's documentation.
+TRAIN_PKGS := dict-wn debian-reference-en debian-handbook sqlite3-doc golang-1.19-doc
 # What a real window needs under Xvfb (screenshot, manual runs).
 XVFB_PKGS := xvfb xauth libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
 
@@ -55,7 +58,7 @@ BASE_MODEL_STAMPS := $(MODELS)/tiny-qwen2/tiny-qwen2.F32.gguf $(MODELS)/smollm2-
 TRAINED_STAMP := $(MODELS)/$(TRAINED_MODEL)/.recipe
 MODEL_STAMPS := $(BASE_MODEL_STAMPS) $(TRAINED_STAMP)
 
-.PHONY: run test setup models testdata ocrdata lint bench train screenshot clean distclean
+.PHONY: run test setup models testdata ocrdata traindata lint bench train screenshot clean distclean
 
 run: setup models
 	$(BIN)/sr3desk model install $(DEFAULT_MODEL) --default --if-unset
@@ -126,6 +129,14 @@ testdata:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
+traindata: testdata
+	@missing=""; for p in $(TRAIN_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing training corpora:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
 lint: setup
 	$(BIN)/ruff check sr3desk training tests bench
 	$(BIN)/ruff format --check sr3desk training tests bench
@@ -134,7 +145,7 @@ lint: setup
 # The CPU recipe that makes the default model (training/recipe.py): data, SFT, RL,
 # export, evaluation, then the chosen model's delta into assets/ (about 1.5 h on 2 cores).
 CPU_RECIPE := training/configs/smollm2-135m-cpu.yaml
-train: setup $(BASE_MODEL_STAMPS) testdata
+train: setup $(BASE_MODEL_STAMPS) traindata
 	HF_HUB_OFFLINE=1 $(BIN)/python -m training.recipe --config $(CPU_RECIPE) \
 		--ship assets/models/$(TRAINED_MODEL)
 

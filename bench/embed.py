@@ -63,13 +63,14 @@ RATIO_LIMIT = 0.95
 
 
 def models_and_passages(
-    models: Path, quants: Sequence[str], n: int
+    models: Path, quants: Sequence[str], n: int, files: Sequence[Path] = ()
 ) -> tuple[list[Path], list[str]]:
-    """The smollm2-sr3 GGUFs of ``quants`` in ``models`` and ``n`` real passages.
+    """The smollm2-sr3 GGUFs of ``quants`` in ``models`` (or the GGUF ``files`` when
+    given) and ``n`` real passages.
 
     Exits with status 2 and a line saying what to run when either is missing.
     """
-    ggufs = [models / f"smollm2-sr3.{q}.gguf" for q in quants]
+    ggufs = list(files) or [models / f"smollm2-sr3.{q}.gguf" for q in quants]
     for g in ggufs:
         if not g.is_file():
             sys.stderr.write(f"{g} is missing: run `make models`\n")
@@ -288,6 +289,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="default: physical cores")
     parser.add_argument("--models", type=Path, default=ROOT / "build" / "models" / "smollm2-sr3")
     parser.add_argument("--quants", nargs="+", default=["Q8_0", "Q4_K_M"])
+    parser.add_argument(
+        "--gguf",
+        type=Path,
+        action="append",
+        default=[],
+        help="time this GGUF instead of --models/--quants (repeat: several in one run)",
+    )
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--reason-queries", type=int, default=3)
     parser.add_argument(
@@ -298,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # results as they come
 
-    ggufs, texts = models_and_passages(args.models, args.quants, args.passages)
+    ggufs, texts = models_and_passages(args.models, args.quants, args.passages, args.gguf)
     queries = titles(args.queries)
     print(f"{len(texts)} passages from {SOURCES}, {len(queries)} queries")
 
@@ -312,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             plain_ms, reason_ms, gen, forced = query_latency(emb, queries, args.reason_queries)
             ratio = paired_ratio(t_bare, t_run)
             ok &= ratio >= RATIO_LIMIT
-            rows.append((emb.info.quantization, emb.threads, n_tok, t_run, t_bare, t_single, ratio))
+            label = gguf.stem if args.gguf else emb.info.quantization
+            rows.append((label, emb.threads, n_tok, t_run, t_bare, t_single, ratio))
             print(
                 f"  queries: {plain_ms:.0f} ms without reasoning; {reason_ms:.0f} ms with "
                 f"({gen:.0f} tokens generated on average, {forced}/{args.reason_queries} forced)"
@@ -322,13 +331,15 @@ def main(argv: list[str] | None = None) -> int:
             sweep_rows = batch_sweep(gguf, texts[: args.sweep_passages], sweep, args.threads)
 
     print()
-    head = f"{'model':<8} {'thr':>3} {'passages':>8} {'tokens':>7} {'runtime tok/s':>14} "
+    width = max([8, *(len(r[0]) for r in rows)])
+    head = f"{'model':<{width}} {'thr':>3} {'passages':>8} {'tokens':>7} {'runtime tok/s':>14} "
     head += f"{'bare tok/s':>11} {'ratio':>6} {'totals':>6} {'cpu':>6}"
     if args.single_pass:
         head += f" {'one-pass tok/s':>15}"
     print(head)
     for quant, threads, n_tok, t_run, t_bare, t_single, ratio in rows:
-        line = f"{quant:<8} {threads:>3} {len(texts):>8} {n_tok:>7} {n_tok / t_run.seconds:>14.1f} "
+        line = f"{quant:<{width}} {threads:>3} {len(texts):>8} {n_tok:>7} "
+        line += f"{n_tok / t_run.seconds:>14.1f} "
         line += f"{n_tok / t_bare.seconds:>11.1f} {ratio:>6.3f} "
         line += f"{t_bare.seconds / t_run.seconds:>6.3f} {t_bare.cpu / t_run.cpu:>6.3f}"
         if t_single is not None:

@@ -17,9 +17,10 @@ its own vector weight, as the app does); the first ``--reason-queries`` queries 
 with reasoning (seconds each; keyword and hybrid rows on the same queries beside
 them); and, where the cross-encoder is installed, deep search (the best 20 files
 re-ranked) over keyword search without a model and over the default hybrid search.
+``--teachers`` adds the training's teachers on the same passages (bench/teacher_rows.py).
 
     python bench/search_sets.py [--sets gnome-help emacs-lisp] [--work /tmp/sets-work]
-        [--docs 150] [--reason-queries 40] [--no-deep] [--json sets.json]
+        [--docs 150] [--reason-queries 40] [--no-deep] [--teachers] [--json sets.json]
 
 Prints nDCG@10 / MRR@10 / recall@10 per set and a summary (nDCG@10, sets as rows).
 Exits 1 when the default hybrid search is below keyword search on any set. With the
@@ -58,6 +59,7 @@ from bench.search_quality import (  # noqa: E402
     build_index,
     python_docs_set,
 )
+from bench.teacher_rows import ROWS as TEACHER_ROWS  # noqa: E402
 from sr3desk.index.types import IndexOptions  # noqa: E402
 from sr3desk.search.metrics import Scores, evaluate  # noqa: E402
 from sr3desk.search.types import SearchRequest, SearchResponse  # noqa: E402
@@ -329,6 +331,13 @@ def run_set(spec: SetSpec, args: argparse.Namespace, reranker: Any) -> SetResult
     done = "reused the index" if seconds is None else f"indexed in {seconds:.0f} s"
     print(f"  {result.docs} documents, {result.queries} queries; {done}", flush=True)
     measure(folder / "home", args.model, labelled, result, args.reason_queries, reranker)
+    if args.teachers:
+        from bench.teacher_rows import teacher_runs
+
+        runs, ms = teacher_runs(folder / "home", labelled.queries, reranker)
+        for method, ranked in runs.items():
+            result.scores[method] = asdict(evaluate(ranked, labelled.qrels))
+            result.ms_per_query[method] = round(ms[method], 1)
     print(set_table(result))
     return result
 
@@ -350,7 +359,7 @@ def set_table(result: SetResult) -> str:
 
     for method in (KEYWORD, VECTOR, *map(fixed_row, FIXED_WEIGHTS), HYBRID):
         row(method)
-    for method in (DEEP_KEYWORD, DEEP_HYBRID):
+    for method in (DEEP_KEYWORD, DEEP_HYBRID, *TEACHER_ROWS):
         row(method)
     if REASON in result.scores:
         n = int(result.scores[REASON]["n"])
@@ -371,6 +380,9 @@ SUMMARY = [
     ("kw@R", KEYWORD + SUBSET),
     ("hyb@R", HYBRID + SUBSET),
     ("reason@R", REASON),
+    ("MiniLM", TEACHER_ROWS[0]),
+    ("bge", TEACHER_ROWS[1]),
+    ("bge+CE", TEACHER_ROWS[2]),
 ]
 
 
@@ -424,6 +436,11 @@ def main(argv: list[str] | None = None) -> int:
         "--reason-queries", type=int, default=40, help="queries also run with reasoning (0: none)"
     )
     parser.add_argument("--no-deep", action="store_true", help="leave deep search out")
+    parser.add_argument(
+        "--teachers",
+        action="store_true",
+        help="add the training's teachers as rows: MiniLM, bge-small, bge-small + cross-encoder",
+    )
     parser.add_argument("--json", type=Path, help="write every number here")
     args = parser.parse_args(argv)
     if not args.model.is_file():

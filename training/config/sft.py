@@ -158,7 +158,7 @@ class LossConfig:
     distill: float = field(
         default=0.0,
         metadata=help_text(
-            "Weight of listwise distillation from the teacher (all-MiniLM-L6-v2): "
+            "Weight of listwise distillation from the teacher (data.build.teacher): "
             "KL(teacher || model) of the score distributions over each query's candidates "
             "(the batch's positives and hard negatives). The teacher's vectors are computed "
             "once and cached beside the training set (teacher.npz), never in the loop. 0: off."
@@ -175,6 +175,21 @@ class LossConfig:
             "distribution sharper (closer to InfoNCE's one-hot target)."
         ),
     )
+    cross_distill: float = field(
+        default=0.0,
+        metadata=help_text(
+            "Weight of listwise distillation from the cross-encoder: KL(cross-encoder || "
+            "model) over each query's own positive and hard negatives, the pairs it scored "
+            "when the data was built (data.build.cross_targets: train/cross.npz). 0: off."
+        ),
+    )
+    cross_temperature: float = field(
+        default=1.0,
+        metadata=help_text(
+            "Temperature of the cross-encoder's side: its logits / tau (they span about "
+            "-11..11; the model's side uses distill_temperature)."
+        ),
+    )
     lm_queries: int = field(
         default=0,
         metadata=help_text(
@@ -185,15 +200,16 @@ class LossConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("lm", "kl", "infonce", "triplet", "distill"):
+        for name in ("lm", "kl", "infonce", "triplet", "distill", "cross_distill"):
             value = getattr(self, name)
             check(value >= 0.0, f"loss.{name}={value}: a loss weight cannot be negative")
         check(
-            self.infonce > 0 or self.triplet > 0 or self.distill > 0,
-            "loss.infonce, loss.triplet and loss.distill are all 0: nothing would train "
+            self.infonce > 0 or self.triplet > 0 or self.distill > 0 or self.cross_distill > 0,
+            "loss.infonce, loss.triplet, loss.distill and loss.cross_distill are all 0: "
+            "nothing would train "
             "the embedding",
         )
-        for name in ("distill_temperature", "teacher_temperature"):
+        for name in ("distill_temperature", "teacher_temperature", "cross_temperature"):
             value = getattr(self, name)
             check(
                 0.0 < value <= 10.0,

@@ -303,6 +303,8 @@ def build_dataset(cfg: BuildConfig, out: str | Path) -> dict[str, Any]:
         vectors = _teacher_vectors(train, cfg)
         if cfg.teacher_filter_k:
             n_filtered = len(teacher_filter(train, vectors, cfg.teacher_filter_k))
+    if cfg.max_train_queries:
+        _sample_queries(train, cfg.max_train_queries, cfg.seed)
     write_beir(train, root / "train", "train")
     write_beir(heldout, root / "heldout", "test")
     negatives: dict[str, list[str]] = {}
@@ -313,6 +315,18 @@ def build_dataset(cfg: BuildConfig, out: str | Path) -> dict[str, Any]:
         by_text = {train.queries[q]: q for q in train.judged_queries()}
         scorer = teacher_scorer(vectors, by_text, list(train.corpus))
         negatives = mine_negatives(train, cfg.negatives, scorer)
+    n_cross = 0
+    if cfg.cross_targets:
+        from training.data.cross_targets import (
+            CROSS_TARGETS,
+            compute_cross_targets,
+            cross_encoder_scorer,
+            write_cross_targets,
+        )
+
+        targets, negatives = compute_cross_targets(train, negatives, cross_encoder_scorer())
+        write_cross_targets(root / "train" / CROSS_TARGETS, targets)
+        n_cross = len(targets)
     write_negatives(root / "train" / NEGATIVES, negatives)
     if vectors is not None:
         write_teacher_vectors(root / "train" / TEACHER_VECTORS, vectors)
@@ -331,6 +345,7 @@ def build_dataset(cfg: BuildConfig, out: str | Path) -> dict[str, Any]:
             "heldout_queries": len(heldout.queries),
             "llm_questions": n_llm,
             "teacher_filtered": n_filtered,
+            "cross_scored_queries": n_cross,
             "crossdomain_passages": sum(len(d.passages) for d in cross),
         },
     }
@@ -379,12 +394,27 @@ def _check_reserved_copies(cfg: BuildConfig) -> dict[str, list[str]]:
 
 def _teacher_vectors(data: BeirSet, cfg: BuildConfig) -> TeacherVectors:
     """The teacher's vectors of ``data``'s judged queries and passages (as training reads them)."""
-    from training.teacher import Teacher
+    from training.teacher import make_teacher
 
-    teacher = Teacher(max_tokens=cfg.teacher_max_tokens)
+    teacher = make_teacher(cfg.teacher, max_tokens=cfg.teacher_max_tokens)
     queries = {q: data.queries[q] for q in data.judged_queries()}
     passages = {pid: p.full_text for pid, p in data.corpus.items()}
     return compute_teacher_vectors(teacher, queries, passages)
+
+
+def _sample_queries(data: BeirSet, n: int, seed: int) -> None:
+    """Keep a seeded sample of ``n`` of ``data``'s judged queries (in place)."""
+    qids = sorted(data.judged_queries())
+    if len(qids) <= n:
+        return
+    rng = random.Random(f"{seed}:train-queries")
+    keep = set(rng.sample(qids, n))
+    for qid in qids:
+        if qid not in keep:
+            data.queries.pop(qid, None)
+            data.qrels.pop(qid, None)
+            data.query_meta.pop(qid, None)
+    log.info("kept a sample of %d of %d training queries", n, len(qids))
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any] | None:

@@ -123,6 +123,21 @@ CORPORA: dict[str, Corpus] = {
         Corpus("gnuplot", "gnuplot-doc", "/usr/share/doc/gnuplot", ("gnuplot.pdf",)),
         Corpus("foldoc", "dict-foldoc", "/usr/share/dictd/foldoc.dict.dz", kind="foldoc"),
         Corpus("jargon", "jargon-text", "/usr/share/doc/jargon-text/jargon.txt.gz", kind="jargon"),
+        # Breadth for the default model v2: word senses, prose definitions, system
+        # administration, a database and a programming language's manuals.
+        Corpus("wordnet", "dict-wn", "/usr/share/dictd/wn.dict.dz", kind="foldoc"),
+        Corpus("gcide", "dict-gcide", "/usr/share/dictd/gcide.dict.dz", kind="foldoc"),
+        Corpus(
+            "debian-reference", "debian-reference-en", "/usr/share/debian-reference", ("*.en.html",)
+        ),
+        Corpus(
+            "debian-handbook",
+            "debian-handbook",
+            "/usr/share/doc/debian-handbook/html/en-US",
+            ("*.html",),
+        ),
+        Corpus("sqlite", "sqlite3-doc", "/usr/share/doc/sqlite3", ("*.html", "lang_*/*.html")),
+        Corpus("go", "golang-1.19-doc", "/usr/share/doc/golang-1.19-doc/html", ("*.html",)),
     )
 }
 
@@ -152,7 +167,7 @@ def iter_corpus(
     if not root.exists():
         raise ValueError(
             f"corpus {name}: {root} is missing: install Debian's {corpus.package} "
-            "(make testdata does)"
+            "(make traindata installs every corpus's package)"
         )
     keep = None
     if sample:

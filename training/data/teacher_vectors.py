@@ -20,7 +20,7 @@ import numpy as np
 if TYPE_CHECKING:
     from training.config.sft import Config
     from training.data.batches import TrainSet
-    from training.teacher import Teacher
+    from training.teacher import BgeTeacher, Teacher
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def read_teacher_vectors(path: Path) -> TeacherVectors | None:
 
 
 def compute_teacher_vectors(
-    teacher: Teacher, queries: dict[str, str], passages: dict[str, str]
+    teacher: Teacher | BgeTeacher, queries: dict[str, str], passages: dict[str, str]
 ) -> TeacherVectors:
     """Embed ``queries`` and ``passages`` (id -> text) with ``teacher``."""
     qids, pids = list(queries), list(passages)
@@ -99,7 +99,7 @@ def compute_teacher_vectors(
 
 
 def ensure_teacher_vectors(
-    train_path: str | Path, data: TrainSet, make_teacher: Callable[[], Teacher]
+    train_path: str | Path, data: TrainSet, make_teacher: Callable[[], Teacher | BgeTeacher]
 ) -> TeacherVectors:
     """The cached teacher vectors of ``data``; computed with ``make_teacher()`` and stored
     at :func:`vectors_path` when missing or when they do not cover every id.
@@ -132,9 +132,10 @@ def teacher_vectors_for(cfg: Config, data: TrainSet) -> TeacherVectors:
     data build used (``data.build.teacher_max_tokens``, ``train.threads``).
     """
 
-    def make_teacher() -> Teacher:
-        from training.teacher import Teacher
+    def make_teacher() -> Teacher | BgeTeacher:
+        from training.teacher import make_teacher as named
 
-        return Teacher(max_tokens=cfg.data.build.teacher_max_tokens, threads=cfg.train.threads)
+        build = cfg.data.build
+        return named(build.teacher, build.teacher_max_tokens, cfg.train.threads)
 
     return ensure_teacher_vectors(cfg.data.train_path, data, make_teacher)
