@@ -274,7 +274,7 @@ def train(cfg: Config) -> Path:
                 s_per_step=elapsed / n,
                 tokens_per_s=tokens * world / max(elapsed, 1e-9),
             )
-            parts = " ".join(
+            shown = " ".join(
                 f"{k} {record[k]:.4f}"
                 for k in ("lm", "kl", "infonce", "triplet", "distill", "cross")
                 if k in record
@@ -284,7 +284,7 @@ def train(cfg: Config) -> Path:
                 step,
                 cfg.train.steps,
                 record["loss"],
-                parts,
+                shown,
                 record["lr"],
                 record["s_per_step"],
             )
