@@ -119,12 +119,7 @@ def cross_encoder_scorer(threads: int = 0) -> PairScorer:
 
     folder = default_reranker_dir()
     verify_install(folder)
-    encoder = CrossEncoder(folder, threads=threads or None, batch_size=8)
-
-    def score(query: str, passages: Sequence[str]) -> np.ndarray:
-        return encoder.score(query, list(passages))
-
-    return score
+    return CrossEncoder(folder, threads=threads or None, batch_size=8).score
 
 
 def write_cross_targets(path: Path, targets: CrossTargets) -> None:
