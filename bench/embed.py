@@ -117,7 +117,7 @@ class BareLoop:
     """
 
     def __init__(self, embedder: LlamaEmbedder, embeddings: bool = False) -> None:
-        self.model = embedder._model  # the runtime's own weights: no second copy
+        self.model = embedder.llama_model  # the runtime's own weights: no second copy
         params = C.llama_context_default_params()
         params.n_ctx = params.n_batch = embedder.n_ctx
         params.n_ubatch = min(512, embedder.n_ctx)

@@ -7,8 +7,9 @@ runs the child, and switches the default model when the tuned one won; the switc
 one settings write, the same as ``model install --default``: the next indexing run
 (``sr3desk index``/``watch``, the window) then builds the new model's generation beside
 the old one, which serves until it is complete (:mod:`sr3desk.index.generations`).
-:func:`start_background_index` starts that run at once, detached, and remembers it so
-that the next switch or :func:`undo` can stop it: its model is then no longer wanted.
+:func:`sr3desk.index.background.start_background_index` starts that run at once,
+detached, and remembers it so that the next switch or :func:`undo` can stop it: its
+model is then no longer wanted.
 :func:`undo` puts the previous model back at once: its generation is still the active
 one until the new one completes, and is rebuilt otherwise.
 """
@@ -19,15 +20,16 @@ import importlib.util
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sr3desk.errors import Sr3Error
+from sr3desk.index.background import stop_background_index
 from sr3desk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,13 +44,71 @@ HISTORY = "tune-history.json"  # the default models a tune replaced, newest last
 # Of the minutes asked, the share SFT is sized to fill (training.tune); data, the probe,
 # export and the A/B take the rest. The window's ETA reads it too.
 TRAIN_SHARE = 0.6
-INDEX_LOG = "tune-index.log"  # the output of the re-embedding a switch starts
-INDEX_PROCESS = "tune-index.json"  # that re-embedding's pid and command line
-STOP_TIMEOUT_S = 10.0  # the longest a killed re-embedding takes to be gone
 
-# The re-embeddings this process started, by pid: kept so that they are reaped (the
-# window outlives them) and never garbage-collected while they run.
-_started: dict[int, subprocess.Popen[bytes]] = {}
+
+# -- the tune's events ------------------------------------------------------------------
+# training.tune tells its parent (the window, `sr3desk tune`) what it does in events on
+# its standard output, one JSON object a line (:class:`TuneEvent`); its log goes to its
+# standard error, for people, and is never parsed. The fields of each event:
+#   {"event": "stage", "stage": "sft"}                 a stage begins (a key of TUNE_STAGES)
+#   {"event": "plan", "steps": 144, "s_per_step": 2.5} SFT's steps (s_per_step: the probe's
+#                                                      measure, or null when steps were given)
+#   {"event": "progress", "stage": "sft", "step": 12, "steps": 144, "s_per_step": 2.4}
+#                                                      SFT's last logged step and its time
+#   {"event": "result", "result": {...}}               what it did (also in STAGING/RESULT)
+#   {"event": "error", "message": "..."}               why it failed (it exits with 2)
+EVENT_STAGE, EVENT_PLAN, EVENT_PROGRESS = "stage", "plan", "progress"
+EVENT_RESULT, EVENT_ERROR = "result", "error"
+EVENT_FIELDS: dict[str, tuple[str, ...]] = {
+    EVENT_STAGE: ("stage",),
+    EVENT_PLAN: ("steps", "s_per_step"),
+    EVENT_PROGRESS: ("stage", "step", "steps", "s_per_step"),
+    EVENT_RESULT: ("result",),
+    EVENT_ERROR: ("message",),
+}
+TUNE_STAGES = ("data", "probe", "sft", "export", "eval")  # in the order they run
+
+
+@dataclass
+class TuneEvent:
+    """One event of a tune run: ``event`` (a key of :data:`EVENT_FIELDS`) and the fields
+    that event carries; the others keep their defaults.
+
+    >>> line = TuneEvent(EVENT_PROGRESS, stage="sft", step=12, steps=144, s_per_step=2.5).to_line()
+    >>> line
+    '{"event": "progress", "stage": "sft", "step": 12, "steps": 144, "s_per_step": 2.5}'
+    >>> TuneEvent.from_line(line) == TuneEvent(EVENT_PROGRESS, "sft", 12, 144, 2.5)
+    True
+    >>> TuneEvent.from_line("12:00:01 == sft: python -m training.sft") is None
+    True
+    """
+
+    event: str
+    stage: str = ""
+    step: int = 0
+    steps: int = 0
+    s_per_step: float | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+    def to_line(self) -> str:
+        """The event as one JSON line (without its newline): its name and its fields."""
+        data = {"event": self.event}
+        data.update((name, getattr(self, name)) for name in EVENT_FIELDS[self.event])
+        return json.dumps(data, ensure_ascii=False)
+
+    @classmethod
+    def from_line(cls, line: str) -> TuneEvent | None:
+        """The event on one line of the run's output; None when the line is not one (a
+        stray print of a library, a truncated line)."""
+        try:
+            raw = json.loads(line)
+        except ValueError:
+            return None
+        if not isinstance(raw, dict) or raw.get("event") not in EVENT_FIELDS:
+            return None
+        fields = {name: raw[name] for name in EVENT_FIELDS[raw["event"]] if name in raw}
+        return cls(str(raw["event"]), **fields)
 
 
 def missing_train_extra() -> str | None:
@@ -110,31 +170,51 @@ def tune_command(
     return [*command, *overrides]
 
 
-def run_tune(command: Sequence[str], home: Path, on_line: Callable[[str], None]) -> dict[str, Any]:
-    """Run ``command`` (from :func:`tune_command`), passing each line it logs to ``on_line``.
+def run_tune(command: Sequence[str], on_event: Callable[[TuneEvent], None]) -> dict[str, Any]:
+    """Run ``command`` (from :func:`tune_command`), passing each event it sends to
+    ``on_event``; its log (standard error) goes to this module's logger at debug level.
 
-    Returns the result it wrote (``tune-staging/result.json``); raises :class:`Sr3Error`
-    when it fails, with its last line. (A run that ends well has written a new result:
-    each one clears the staging folder when it starts, under the tune lock, so another
-    tune's files are never touched here.)
+    Returns the result its last event carried; raises :class:`Sr3Error` when it fails,
+    with the message of its error event (or, without one, its log's last line).
     """
-    result_file = home / STAGING / RESULT
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    last = ""
+    result: dict[str, Any] | None = None
+    error = ""
+    last: list[str] = []
     with subprocess.Popen(
-        list(command), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
+        list(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     ) as proc:
-        assert proc.stderr is not None
-        for line in proc.stderr:
+        assert proc.stdout is not None and proc.stderr is not None
+        reader = threading.Thread(target=_log_lines, args=(proc.stderr, last), daemon=True)
+        reader.start()
+        for line in proc.stdout:
+            event = TuneEvent.from_line(line)
+            if event is None:
+                log.debug("tune (not an event): %s", line.rstrip())
+                continue
+            if event.event == EVENT_RESULT:
+                result = event.result
+            elif event.event == EVENT_ERROR:
+                error = event.message
+            on_event(event)
+        code = proc.wait()
+        reader.join()
+    if code != 0 or result is None:
+        raise Sr3Error(f"Tuning failed (exit {code}): {error or ''.join(last[-1:])}")
+    return result
+
+
+def _log_lines(stream: IO[str], last: list[str]) -> None:
+    """Log each line of ``stream`` at debug level until its end, keeping the last one in
+    ``last`` (the run's log is read so that its pipe never fills)."""
+    try:
+        for line in stream:
             line = line.rstrip()
             if line:
-                last = line
-                on_line(line)
-        code = proc.wait()
-    if code != 0 or not result_file.is_file():
-        raise Sr3Error(f"Tuning failed (exit {code}): {last}")
-    result: dict[str, Any] = json.loads(result_file.read_text(encoding="utf-8"))
-    return result
+                log.debug("tune: %s", line)
+                last[:] = [line]
+    except (OSError, ValueError):
+        pass  # closed under it: the caller was interrupted and has stopped reading
 
 
 def _history(home: Path) -> list[str]:
@@ -187,118 +267,7 @@ def undo(home: Path) -> str | None:
     _save_history(home, items)
     log.info("default model back to %s", previous or "none")
     if previous:
-        serve_previous(home, previous)
+        from sr3desk.index.store import Store
+
+        Store.serve_previous(home, previous)
     return previous or None
-
-
-def serve_previous(home: Path, model: str) -> bool:
-    """Make the index of ``home`` serve the kept previous generation again when it
-    holds the vectors of the GGUF at ``model`` (:meth:`Pointer.restore_previous`);
-    returns True when it did. False when another process holds the index (it does the
-    same when it opens with that model) or no such generation is kept."""
-    from sr3desk.errors import IndexAccessError
-    from sr3desk.index.generations import Pointer
-    from sr3desk.index.lock import WriterLock
-    from sr3desk.index.store import INDEX_DIR
-
-    lock = WriterLock(home)
-    try:
-        lock.acquire()
-    except IndexAccessError:
-        return False
-    try:
-        pointer = Pointer(home / INDEX_DIR)
-        pointer.refresh(force=True)
-        kept = pointer.previous
-        if kept is None or kept.model_path is None:
-            return False
-        if Path(kept.model_path).resolve() != Path(model).resolve():
-            return False
-        return pointer.restore_previous(kept.model_id)
-    finally:
-        lock.release()
-
-
-def start_background_index(home: Path) -> int | None:
-    """Start ``sr3desk index`` over the remembered folders with the default model,
-    detached, so that its generation is built while the old one serves; returns its pid
-    (None: no folder or no default model). One an earlier switch started is stopped
-    first. Its output goes to ``<data dir>/tune-index.log``; its pid and command line to
-    ``tune-index.json``, for :func:`stop_background_index`."""
-    stop_background_index(home)
-    settings = Settings.load(home)
-    # A folder gone from the disk would fail the whole run; the indexer still reads
-    # every remembered one that exists (they are its rebuild roots).
-    folders = [f for f in settings.folders if os.path.exists(f)]
-    if not folders or not settings.model_path:
-        return None
-    # The model is named: `index` would prefer $SR3DESK_MODEL to the new default.
-    command = [sys.executable, "-m", "sr3desk", "index", "--db", str(home)]
-    command += ["--model", settings.model_path, *folders]
-    with (home / INDEX_LOG).open("ab") as logfile:
-        proc = subprocess.Popen(
-            command,
-            stdout=logfile,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    for pid in [pid for pid, child in _started.items() if child.poll() is not None]:
-        del _started[pid]
-    _started[proc.pid] = proc
-    tmp = home / f".{INDEX_PROCESS}.part"
-    tmp.write_text(json.dumps({"pid": proc.pid, "command": command}), encoding="utf-8")
-    os.replace(tmp, home / INDEX_PROCESS)
-    log.info("re-embedding for %s started (pid %d)", settings.model_path, proc.pid)
-    return proc.pid
-
-
-def stop_background_index(home: Path) -> bool:
-    """Kill the re-embedding :func:`start_background_index` started in ``home`` (its
-    whole process group) if it still runs, and wait until it is gone; returns True when
-    it was running. The index is made to survive a kill at any instant; a gentler stop
-    would still commit its last vectors and could complete the unwanted generation."""
-    record = home / INDEX_PROCESS
-    try:
-        raw = json.loads(record.read_text(encoding="utf-8"))
-        pid, command = int(raw["pid"]), [str(a) for a in raw["command"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    running = _runs(pid, command)
-    if running:
-        log.info("stopping the re-embedding (pid %d)", pid)
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            running = False
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    child = _started.pop(pid, None)
-    if child is not None and running:
-        try:
-            child.wait(STOP_TIMEOUT_S)  # reaped: our own child
-        except subprocess.TimeoutExpired:
-            log.warning("the re-embedding (pid %d) did not end when killed", pid)
-    record.unlink(missing_ok=True)
-    return running
-
-
-def _runs(pid: int, command: list[str]) -> bool:
-    """True when ``pid`` is alive and runs ``command`` (not a process that got the pid
-    of one long gone). Only Linux's /proc tells; elsewhere nothing is killed."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return _alive(pid) and cmdline.split(b"\0")[:-1] == [os.fsencode(a) for a in command]
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` exists and has not exited (a zombie waiting to be reaped by
-    its parent has)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] not in (["Z"], ["X"])

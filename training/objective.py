@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -63,6 +64,10 @@ class EmbedLM(nn.Module):
         inner = self.model
         get_base = getattr(inner, "get_base_model", None)
         return get_base() if callable(get_base) else inner
+
+    def adapters_off(self) -> Any:
+        """A context in which the model runs without its LoRA adapters (peft models only)."""
+        return self.model.disable_adapter()  # type: ignore[operator]
 
     def forward(
         self, input_ids: Tensor, attention_mask: Tensor, logit_rows: int | None = None
@@ -169,7 +174,6 @@ class SFTObjective:
             cross-encoder distillation. Queries with fewer than 2 scored candidates are
             left out of that part.
         """
-        b = queries.embeddings.shape[0]
         zero = queries.embeddings.new_zeros(())
         lm = kl = zero
         if queries.logits is not None:
@@ -180,21 +184,10 @@ class SFTObjective:
                 kl = self.kl(logits, ref_query_logits.flatten(0, 1))
         q = queries.embeddings  # (B, D)
         d = documents.embeddings  # (B + B*K, D)
-        infonce = zero
-        if self.cfg.infonce > 0:
-            all_docs, offset = gather(d)  # (P * (B + B*K), D)
-            wide = torch.zeros(b, all_docs.shape[0], dtype=torch.bool, device=q.device)
-            wide[:, offset : offset + d.shape[0]] = ignore
-            positives = offset + torch.arange(b, device=q.device)  # (B,)
-            infonce = self.infonce(q, all_docs, positives=positives, ignore=wide)
+        infonce = self._infonce(q, d, ignore, gather) if self.cfg.infonce > 0 else zero
         triplet = zero
         if self.cfg.triplet > 0:
-            if negatives_per_query > 0:
-                negs = d[b:].view(b, negatives_per_query, -1)  # (B, K, D)
-            else:
-                hardest = hardest_in_batch(q, d[:b], ignore[:, :b])  # (B,)
-                negs = d[:b][hardest].unsqueeze(1)  # (B, 1, D)
-            triplet = self.triplet(q, d[:b], negs)
+            triplet = self._triplet(q, d, ignore, negatives_per_query)
         distill = zero
         if self.cfg.distill > 0:
             if teacher_scores is None:
@@ -204,11 +197,7 @@ class SFTObjective:
         if self.cfg.cross_distill > 0:
             if cross_scores is None:
                 raise ValueError("loss.cross_distill > 0 needs the cross-encoder's scores")
-            scores, known = cross_scores
-            rows = known.sum(dim=1) >= 2  # (B,)
-            cross = zero
-            if bool(rows.any()):
-                cross = self.cross(q[rows], d, scores[rows], ~known[rows])
+            cross = self._cross(q, d, cross_scores)
         total = (
             self.cfg.lm * lm
             + self.cfg.kl * kl
@@ -226,6 +215,56 @@ class SFTObjective:
             distill=distill,
             cross=cross,
         )
+
+    def _infonce(self, q: Tensor, d: Tensor, ignore: Tensor, gather: Gather) -> Tensor:
+        """InfoNCE of q (B, D) against every process's documents d (B + B*K, D)."""
+        b = q.shape[0]
+        all_docs, offset = gather(d)  # (P * (B + B*K), D)
+        wide = torch.zeros(b, all_docs.shape[0], dtype=torch.bool, device=q.device)
+        wide[:, offset : offset + d.shape[0]] = ignore
+        positives = offset + torch.arange(b, device=q.device)  # (B,)
+        return self.infonce(q, all_docs, positives=positives, ignore=wide)
+
+    def _triplet(self, q: Tensor, d: Tensor, ignore: Tensor, negatives_per_query: int) -> Tensor:
+        """Triplet margin of q (B, D): its positive d[:B], its K negatives or else the
+        hardest other positive in the batch."""
+        b = q.shape[0]
+        if negatives_per_query > 0:
+            negs = d[b:].view(b, negatives_per_query, -1)  # (B, K, D)
+        else:
+            hardest = hardest_in_batch(q, d[:b], ignore[:, :b])  # (B,)
+            negs = d[:b][hardest].unsqueeze(1)  # (B, 1, D)
+        return self.triplet(q, d[:b], negs)
+
+    def _cross(self, q: Tensor, d: Tensor, cross_scores: tuple[Tensor, Tensor]) -> Tensor:
+        """Cross-encoder distillation over the queries with 2 or more scored candidates."""
+        scores, known = cross_scores  # (B, B + B*K) each
+        rows = known.sum(dim=1) >= 2  # (B,)
+        if not bool(rows.any()):
+            return q.new_zeros(())
+        return self.cross(q[rows], d, scores[rows], ~known[rows])
+
+
+class Reference:
+    """The frozen reference's outputs, without gradient: its own frozen ``copy``, or
+    (``copy`` None) the trained model with its LoRA adapters off.
+
+    ``trained`` returns the trained module unwrapped (an :class:`EmbedLM` or a module
+    with the same ``adapters_off``); it is called at each use, after accelerate's prepare.
+    """
+
+    def __init__(self, copy: nn.Module | None, trained: Callable[[], Any]) -> None:
+        self.copy = copy
+        self.trained = trained
+
+    def __call__(self, *args: Any) -> Any:
+        """The reference's forward pass over ``args`` (the trained module's arguments)."""
+        with torch.no_grad():
+            if self.copy is not None:
+                return self.copy(*args)
+            inner = self.trained()
+            with inner.adapters_off():
+                return inner(*args)
 
 
 def gather_with_grad(x: Tensor) -> tuple[Tensor, int]:
@@ -250,6 +289,7 @@ __all__ = [
     "EmbedLMOutput",
     "Gather",
     "LossParts",
+    "Reference",
     "SFTObjective",
     "gather_with_grad",
     "no_gather",

@@ -34,8 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -43,17 +41,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training import stages
 from training.checkpoints import FINAL, STATE_FILE
 from training.config import ConfigError, RLRunConfig, load_config, read_yaml
+from training.stages import QUANT, StageError, export_command, python_module
 
 log = logging.getLogger(__name__)
 
-QUANT = "Q8_0"  # what the app ships and runs by default; every row is measured on it
 HELDOUT, CROSSDOMAIN = "heldout", "crossdomain"
-
-
-class StageError(RuntimeError):
-    """A stage's process failed; the message names the stage and its command."""
 
 
 @dataclass
@@ -84,29 +79,15 @@ class Recipe:
         return path
 
 
-def _python(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", *map(str, args)]
-
-
 def run_stage(
     recipe: Recipe, name: str, command: Sequence[str], stdout: Path | None = None
 ) -> None:
     """Run one stage's process to the end, timing it (its standard output into
-    ``stdout`` when given); raises :class:`StageError`."""
-    log.info("== %s: %s", name, " ".join(command))
-    t0 = time.perf_counter()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    if stdout is None:
-        done = subprocess.run(command, env=env, check=False)
-    else:
-        with stdout.open("w", encoding="utf-8") as fh:
-            done = subprocess.run(command, env=env, check=False, stdout=fh)
-    seconds = time.perf_counter() - t0
-    recipe.stages[name] = recipe.stages.get(name, 0.0) + seconds
-    recipe.save()
-    if done.returncode != 0:
-        raise StageError(f"{name} failed (exit {done.returncode}): {' '.join(command)}")
-    log.info("== %s done in %.1f min", name, seconds / 60)
+    ``stdout`` when given) and saving ``recipe.json``; raises :class:`StageError`."""
+    try:
+        stages.run_stage(name, command, recipe.stages, stdout=stdout)
+    finally:
+        recipe.save()
 
 
 # Settings that say where a run is, not what it trains: left out when comparing.
@@ -140,12 +121,9 @@ def finished(out_dir: Path, steps: int, config: dict[str, Any] | None = None) ->
 def export(recipe: Recipe, label: str, hf_dir: Path, eval_json: Path | None = None) -> Path:
     """F16 and Q8_0 GGUFs of ``hf_dir`` in the run folder; returns the Q8_0 path."""
     f16 = recipe.run_dir / f"{label}.F16.gguf"
-    command = _python("training.export", hf_dir, f16, "--type", "f16", "--quant", QUANT)
-    command += ["--stage", label]
-    if eval_json is not None:
-        command += ["--eval-json", str(eval_json)]
+    command, quant = export_command(hf_dir, f16, label, eval_json=eval_json)
     run_stage(recipe, f"export {label}", command)
-    return recipe.run_dir / f"{label}.{QUANT}.gguf"
+    return quant
 
 
 def evaluate(
@@ -154,7 +132,7 @@ def evaluate(
     """One ``training.eval`` run over ``models`` (label -> GGUF) plus the teacher and
     the fused rows; returns its JSON report."""
     out = recipe.run_dir / f"eval-{split}.json"
-    command = _python("training.eval", "--config", recipe.config, "--json", out, "--markdown")
+    command = python_module("training.eval", "--config", recipe.config, "--json", out, "--markdown")
     for label, gguf in models.items():
         command += ["--model", f"{label}={gguf}"]
     for label in reason:
@@ -197,12 +175,12 @@ def run(recipe: Recipe) -> str:
 
     sft_dir = Path(cfg.train.out_dir)
     if not finished(sft_dir, cfg.train.steps, cfg.to_dict()):
-        run_stage(recipe, "sft", _python("training.sft", *sets, "train.resume=auto"))
+        run_stage(recipe, "sft", python_module("training.sft", *sets, "train.resume=auto"))
     trained = {"sft": sft_dir / FINAL}
     if recipe.rl:
         rl_dir = Path(cfg.rl.out_dir) if cfg.rl.out_dir else sft_dir.parent / "rl"
         if not finished(rl_dir, cfg.rl.steps, cfg.to_dict()):
-            command = _python("training.rl", *sets, f"rl.out_dir={rl_dir}", "rl.resume=auto")
+            command = python_module("training.rl", *sets, f"rl.out_dir={rl_dir}", "rl.resume=auto")
             run_stage(recipe, "rl", [*command, "--init", str(sft_dir / FINAL)])
         trained["rl"] = rl_dir / FINAL
 
@@ -233,7 +211,9 @@ def run(recipe: Recipe) -> str:
             extra += ["--sample-queries", str(recipe.crossdomain_queries)]
         recipe.results[CROSSDOMAIN] = evaluate(recipe, CROSSDOMAIN, models, [], extra)
     if recipe.ship is not None:
-        command = _python("training.delta", "extract", trained[ships], "--base", cfg.model.path)
+        command = python_module(
+            "training.delta", "extract", trained[ships], "--base", cfg.model.path
+        )
         command += ["--out", str(recipe.ship), "--stage", ships, "--eval-json", str(sr3_eval)]
         run_stage(recipe, "ship", command)
     recipe.results["shipped_gguf"] = str(shipped)

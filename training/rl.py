@@ -35,38 +35,38 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from sr3desk.model.prompts import PromptSet
 from training import modeling, prepare
-from training.checkpoints import (
-    FINAL,
-    StepCounter,
-    append_log,
-    read_prompts,
-    read_state,
-    resolve_resume,
-    save_checkpoint,
-    save_final,
-)
-from training.config import ConfigError, RLRunConfig, save_config
-from training.data.batches import BatchSampler, load_train_set, sample_corpus
-from training.data.cross_targets import batch_tensors, cross_targets_for
-from training.data.teacher_vectors import TeacherVectors, teacher_vectors_for
+from training.checkpoints import FINAL, read_prompts, read_state
+from training.config import ConfigError, RLRunConfig
+from training.data.batches import Batch, BatchSampler, Example, load_train_set, sample_corpus
 from training.env import CorpusEnv
-from training.heldout import evaluate_step, load_heldout
+from training.heldout import load_heldout
 from training.losses import InfoNCELoss
-from training.objective import EmbedLM, EmbedLMOutput, SFTObjective
+from training.objective import EmbedLM, EmbedLMOutput, Reference, SFTObjective
 from training.rl_loss import GRPOLoss, group_advantages, token_kl
 from training.rl_rollout import (
+    PolicyOutput,
     ReasonLM,
+    Rollouts,
+    Scored,
     generate_rollouts,
     policy_forward,
     score_rollouts,
     stop_token_ids,
 )
+from training.run import Plan, Teachers, TrainingRun, prompt_encoder
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from training.data.beir import BeirSet
 
 log = logging.getLogger(__name__)
 
@@ -95,127 +95,155 @@ def out_dir_of(cfg: RLRunConfig) -> Path:
 def train(cfg: RLRunConfig) -> Path:
     """Run RL as configured; returns the final HF checkpoint folder."""
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
 
     r = cfg.rl
-    g = r.group_size
 
     # ---- setup: processes, precision, seed, output folder
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     accelerator = Accelerator(mixed_precision=prepare.mixed_precision(cfg.train.precision))
-    main_process = accelerator.is_main_process
-    world, rank = accelerator.num_processes, accelerator.process_index
-    device = accelerator.device
-    set_seed(cfg.train.seed + rank)  # each process samples its own completions
     init = resolve_init(cfg)
-    out_dir = out_dir_of(cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if main_process:
-        save_config(cfg, out_dir / "config.yaml")
-    log.info("RL from %s: %d process(es) on %s", init, world, device)
+    plan = Plan.of(r, "rl")
+    # Each process samples its own completions.
+    seed = cfg.train.seed + accelerator.process_index
+    run = TrainingRun(accelerator, cfg, out_dir_of(cfg), plan, seed)
+    log.info("RL from %s: %d process(es) on %s", init, accelerator.num_processes, run.device)
     if cfg.train.fsdp:
         # generate() needs whole weights on each process; the 1.5B fits one 80 GB GPU.
         log.info("train.fsdp is an SFT setting: RL runs plain data parallel (DDP)")
 
-    # ---- data: training queries, their positives, the corpus the environment holds
+    # ---- data, model, optimizer and schedule (linear warm-up to rl.lr, then constant)
+    data = load_data(cfg, accelerator)
+    model = load_model(cfg, init, run)
+    trainable = [p for p in model.net.parameters() if p.requires_grad]
+    prepare.log_parameters(model.net, trainable, cfg.lora.enabled, str(init))
+    optimizer = prepare.make_optimizer(trainable, cfg.optim, r.lr)
+    net = run.prepare(
+        model.net,
+        optimizer,
+        lambda s: prepare.lr_factor(s, r.warmup_steps, r.steps),
+        data.sampler,
+    )
+
+    # ---- resume, the environment, the loop, the end: the HF model for export
+    run.resume(lambda folder: check_resume(cfg, folder))
+    env = make_env(cfg, run, data, model)
+    run.loop(RLStep(cfg, run, data, model, env), data.heldout, model.tokenizer, model.prompts)
+    inner = accelerator.unwrap_model(net).embed_lm.model
+    return run.finish(inner, model.tokenizer, model.prompts, "rl", cfg.lora.enabled)
+
+
+def check_resume(cfg: RLRunConfig, folder: Path) -> None:
+    """Raise ConfigError when checkpoint ``folder`` was trained from another model."""
+    saved = RLRunConfig.from_dict(read_state(folder)["config"])
+    if saved.model != cfg.model or saved.rl.init != cfg.rl.init:
+        raise ConfigError(f"{folder} was trained from another model (model.* or rl.init)")
+
+
+@dataclass
+class RLData:
+    """What RL trains on: this process's query stream, the corpus the environment
+    holds (``texts[row]`` is passage ``passage_ids[row]``), the held-out set (None:
+    no evaluation) and the teachers of the SFT part."""
+
+    sampler: BatchSampler
+    examples: dict[str, Example]
+    passage_ids: list[str]
+    row_of: dict[str, int]
+    texts: list[str]
+    heldout: BeirSet | None
+    teachers: Teachers
+
+
+def load_data(cfg: RLRunConfig, accelerator: Accelerator) -> RLData:
+    """Training queries, their positives, and the corpus of ``rl.env.max_passages``."""
+    r = cfg.rl
     train_set = sample_corpus(
         load_train_set(cfg.data.train_path), r.env.max_passages, cfg.train.seed
     )
     passage_ids = list(train_set.corpus)
-    row_of = {pid: i for i, pid in enumerate(passage_ids)}
     texts = [train_set.corpus[pid] for pid in passage_ids]
-    examples = {ex.query_id: ex for ex in train_set.examples}
+    rank, world = accelerator.process_index, accelerator.num_processes
     sampler = BatchSampler(train_set, r.queries, 0, cfg.train.seed, rank, world)
     heldout = load_heldout(cfg)
     log.info("data: %d queries over %d passages", len(train_set.examples), len(texts))
-    teacher_vectors: TeacherVectors | None = None
-    if r.sft > 0 and cfg.loss.distill > 0:
-        # The SFT part distils the teacher as SFT did, from the same stored vectors.
-        with accelerator.main_process_first():
-            teacher_vectors = teacher_vectors_for(cfg, train_set)
-    weight = cfg.loss.cross_distill if r.sft > 0 else 0.0
-    cross_targets = cross_targets_for(cfg.data.train_path, weight)
+    # The SFT part distils the teachers as SFT did, from the same stored vectors.
+    teachers = Teachers.load(cfg, train_set, accelerator, used=r.sft > 0)
+    return RLData(
+        sampler,
+        {ex.query_id: ex for ex in train_set.examples},
+        passage_ids,
+        {pid: i for i, pid in enumerate(passage_ids)},
+        texts,
+        heldout,
+        teachers,
+    )
 
-    # ---- model: the initial checkpoint, trained; a frozen copy of it is the reference
+
+@dataclass
+class RLModel:
+    """The policy RL trains (unprepared), its tokenizer, prompts and stop tokens, and
+    the frozen reference (None: LoRA's adapters off serve)."""
+
+    net: ReasonLM
+    tokenizer: Any
+    prompts: PromptSet
+    stops: list[int]
+    reference: ReasonLM | None
+
+
+def load_model(cfg: RLRunConfig, init: Path, run: TrainingRun) -> RLModel:
+    """The initial checkpoint, trained; a frozen copy of it is the reference."""
     model, tokenizer = modeling.load_model(init)
     token_id = modeling.ensure_embed_token(model, tokenizer)
     prompts = read_prompts(init)
     stops = stop_token_ids(tokenizer, token_id)
     n_response = len(tokenizer.encode(prompts.answer_prefix, add_special_tokens=False)) + 1
+    reference = None
     if cfg.lora.enabled:
         # New adapters on the initial model; the reference is that model, adapters off.
         model = prepare.add_lora(model, cfg.lora, token_id)
-        reference = None
     else:
-        ref_model = prepare.frozen_copy(model, bf16=accelerator.mixed_precision == "bf16")
-        reference = ReasonLM(EmbedLM(ref_model, token_id, n_response)).to(device)
+        bf16 = run.accelerator.mixed_precision == "bf16"
+        ref_model = prepare.frozen_copy(model, bf16=bf16)
+        reference = ReasonLM(EmbedLM(ref_model, token_id, n_response)).to(run.device)
         if cfg.model.train_layers:
             # The layers SFT trained, and no others: the delta over the base stays the same.
             prepare.train_top_layers(
                 model, cfg.model.train_layers, token_id, cfg.model.train_token_rows
             )
     net = ReasonLM(EmbedLM(model, token_id, n_response))
-    hf: Any = net.hf_model()  # the transformers model (peft's LoRA-injected base under LoRA)
-    prepare.gradient_checkpointing(hf, cfg.model, generates=True)
+    # The transformers model (peft's LoRA-injected base under LoRA).
+    prepare.gradient_checkpointing(net.hf_model(), cfg.model, generates=True)
     net.train()
-    trainable = [p for p in net.parameters() if p.requires_grad]
-    prepare.log_parameters(net, trainable, cfg.lora.enabled, str(init))
-    # RL's schedule: linear warm-up to rl.lr, then constant.
-    optimizer = prepare.make_optimizer(trainable, cfg.optim, r.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: prepare.lr_factor(s, r.warmup_steps, r.steps)
-    )
-    net, optimizer = accelerator.prepare(net, optimizer)
-    progress = StepCounter()
-    accelerator.register_for_checkpointing(sampler, progress, scheduler)
+    return RLModel(net, tokenizer, prompts, stops, reference)
 
-    def frozen(input_ids: torch.Tensor, attention_mask: torch.Tensor, *rest: Any) -> Any:
-        """The reference model's output (no gradient): the frozen copy, or adapters off."""
-        with torch.no_grad():
-            if reference is not None:
-                return reference(input_ids, attention_mask, *rest)
-            inner = accelerator.unwrap_model(net)
-            with inner.embed_lm.model.disable_adapter():
-                return inner(input_ids, attention_mask, *rest)
 
-    # ---- resume: model, optimizer, schedule, query stream, RNG and step
-    resume = resolve_resume(r.resume, out_dir, "rl.resume")
-    if resume is not None:
-        saved = RLRunConfig.from_dict(read_state(resume)["config"])
-        if saved.model != cfg.model or saved.rl.init != cfg.rl.init:
-            raise ConfigError(f"{resume} was trained from another model (model.* or rl.init)")
-        accelerator.load_state(str(resume))
-        log.info("resumed from %s at step %d", resume, progress.step)
-
-    # ---- the environment: every passage encoded by the current model, plus the graph
-    def encode_prompts(batch_texts: list[str], kind: str, max_tokens: int) -> dict[str, Any]:
-        enc = modeling.encode_prompts(tokenizer, batch_texts, kind, prompts, max_tokens)  # type: ignore[arg-type]
-        return {k: v.to(device) for k, v in enc.items()}
+def make_env(cfg: RLRunConfig, run: TrainingRun, data: RLData, model: RLModel) -> CorpusEnv:
+    """The environment: every passage encoded by the current model, plus the graph."""
+    r = cfg.rl
+    hf: Any = model.net.hf_model()
+    token_id = model.net.embed_lm.token_id
+    encode = prompt_encoder(model.tokenizer, model.prompts, run.device)
 
     def encode_passages(rows: Sequence[int]) -> torch.Tensor:
         was_training = hf.training
         hf.eval()
         vecs = []
-        with torch.no_grad(), accelerator.autocast():
+        with torch.no_grad(), run.accelerator.autocast():
             for start in range(0, len(rows), r.env.batch_size):
-                chunk = [texts[i] for i in rows[start : start + r.env.batch_size]]
-                enc = encode_prompts(chunk, "document", cfg.model.max_document_tokens)
-                vecs.append(
-                    modeling.embed_at_token(
-                        hf,
-                        enc["input_ids"],
-                        enc["attention_mask"],
-                        token_id,
-                    ).float()
-                )
+                chunk = [data.texts[i] for i in rows[start : start + r.env.batch_size]]
+                enc = encode(chunk, "document", cfg.model.max_document_tokens)
+                ids, mask = enc["input_ids"], enc["attention_mask"]
+                vecs.append(modeling.embed_at_token(hf, ids, mask, token_id).float())
         hf.train(was_training)
         return torch.cat(vecs)
 
+    n = len(data.texts)
     env = CorpusEnv(
         encode_passages,
-        len(texts),
-        graph_k=min(r.env.graph_k, len(texts) - 1),
+        n,
+        graph_k=min(r.env.graph_k, n - 1),
         hops=r.env.hops,
         refresh_every=r.env.refresh_every,
         max_region=r.env.max_region or None,
@@ -223,201 +251,228 @@ def train(cfg: RLRunConfig) -> Path:
     )
     t0 = time.perf_counter()
     env.full_refresh()
-    log.info("environment: %d passages encoded in %.1fs", len(texts), time.perf_counter() - t0)
+    log.info("environment: %d passages encoded in %.1fs", n, time.perf_counter() - t0)
+    return env
 
-    policy_loss = GRPOLoss(r.clip_eps, r.kl_beta)
-    infonce = InfoNCELoss(cfg.loss.temperature)
-    sft_objective = SFTObjective(cfg.loss)
 
-    def run_eval(step: int) -> dict[str, float] | None:
-        if heldout is None:
-            return None
-        return evaluate_step(accelerator, hf, tokenizer, heldout, cfg, prompts, out_dir, step)
+@dataclass
+class Feedback:
+    """What the environment said of one batch's rollouts, and the documents the
+    contrastive and SFT parts read: each query's positive, then its K hardest
+    candidates (K is 0 when a query has fewer)."""
 
-    def checkpoint(step: int) -> None:
-        state = {"step": step, "config": cfg.to_dict(), "env": env.stats.as_dict()}
-        save_checkpoint(accelerator, out_dir, step, state, r.keep_checkpoints)
+    scored: Scored
+    advantages: torch.Tensor  # (N,) normalised within each query's group
+    doc_rows: list[int]  # corpus rows, B + B*K
+    k: int
+    ignore: torch.Tensor  # (B, B + B*K): relevant to the query but not its positive
+    docs: dict[str, torch.Tensor]
+    plain: dict[str, torch.Tensor]  # the queries' plain (no reasoning) prompts
+    seconds: float  # spent in the environment
 
-    # ---- the loop
-    first_eval = run_eval(progress.step) if progress.step == 0 else None
-    sums: dict[str, float] = {}
-    t_log = time.perf_counter()
-    while progress.step < r.steps:
-        batch = next(sampler)
+
+@dataclass
+class RLLoss:
+    """One update's loss and its parts (scalars)."""
+
+    total: torch.Tensor
+    policy: torch.Tensor
+    infonce: torch.Tensor
+    sft: torch.Tensor
+
+
+class RLStep:
+    """One RL step: sample, score and update ``rl.ppo_epochs`` times on one batch of
+    queries (see :class:`training.run.Step`)."""
+
+    def __init__(
+        self, cfg: RLRunConfig, run: TrainingRun, data: RLData, model: RLModel, env: CorpusEnv
+    ) -> None:
+        self.cfg, self.run, self.data, self.model, self.env = cfg, run, data, model, env
+        self.policy_loss = GRPOLoss(cfg.rl.clip_eps, cfg.rl.kl_beta)
+        self.infonce = InfoNCELoss(cfg.loss.temperature)
+        self.sft_objective = SFTObjective(cfg.loss)
+        self.reference = Reference(model.reference, lambda: run.accelerator.unwrap_model(run.net))
+        self.encode = prompt_encoder(model.tokenizer, model.prompts, run.device)
+        self.hf: Any = model.net.hf_model()  # generates: no gradient sync, so unwrapped
+
+    def __call__(self) -> None:
+        """Take one RL step and add its figures to the run's meter."""
+        r, acc, device = self.cfg.rl, self.run.accelerator, self.run.device
+        batch = next(self.data.sampler)
         b = len(batch.queries)
+        examples, row_of = self.data.examples, self.data.row_of
         relevant = [{row_of[d] for d in examples[q].positive_ids} for q in batch.query_ids]
 
         # 1. sample G reasoning completions per query, batched
         t_gen = time.perf_counter()
-        with accelerator.autocast():
+        with acc.autocast():
             rollouts = generate_rollouts(
-                hf,
-                tokenizer,
+                self.hf,
+                self.model.tokenizer,
                 batch.queries,
-                prompts,
-                stops,
-                g,
+                self.model.prompts,
+                self.model.stops,
+                r.group_size,
                 r.max_reason_tokens,
                 r.temperature,
                 r.top_p,
                 r.top_k,
             )
         t_gen = time.perf_counter() - t_gen
-        with accelerator.autocast():
-            ref = policy_forward(frozen, rollouts, r.temperature)
+        with acc.autocast():
+            ref = policy_forward(self.reference, rollouts, r.temperature)
         # Each query is a group; its G rollouts all have the sampler's positive.
-        group = torch.arange(b, device=device).repeat_interleave(g)  # (N,)
+        group = torch.arange(b, device=device).repeat_interleave(r.group_size)  # (N,)
 
         for epoch in range(r.ppo_epochs):
             # 2. the policy's log-probs and embeddings, with gradients
-            with accelerator.autocast():
-                pol = policy_forward(net, rollouts, r.temperature)
+            with acc.autocast():
+                pol = policy_forward(self.run.net, rollouts, r.temperature)
             if epoch == 0:
                 old_logp = pol.logp.detach()
-                # 3. environment: retrieve, refresh the region with the current model, reward
-                t_env = time.perf_counter()
-                emb = pol.embeddings.detach()
-                first = env.retrieve(emb, r.candidates)
-                env.step([i for rel in relevant for i in sorted(rel)], first.ids)
-                scored = score_rollouts(env, emb, relevant, rollouts, prompts, r)
-                t_env = time.perf_counter() - t_env
-                advantages = group_advantages(scored.rewards, g).to(device)  # (N,)
-                # Documents: each query's positive, then its hardest candidates.
-                doc_rows = [row_of[d] for d in batch.document_ids[:b]]
-                doc_rows += [i for negs in scored.negatives for i in negs]
-                k = r.negatives if all(len(n) == r.negatives for n in scored.negatives) else 0
-                if k == 0:
-                    doc_rows = doc_rows[:b]
-                ignore = torch.tensor(
-                    [
-                        [j != qi and d in relevant[qi] for j, d in enumerate(doc_rows)]
-                        for qi in range(b)
-                    ],
-                    device=device,
-                )  # (B, B + B*K): relevant to the query but not its positive
-                docs = encode_prompts(
-                    [texts[i] for i in doc_rows], "document", cfg.model.max_document_tokens
-                )
-                plain = encode_prompts(batch.queries, "query", cfg.model.max_query_tokens)
-
+                # 3. environment: retrieve, refresh the region, reward
+                feedback = self.feedback(batch, pol.embeddings.detach(), rollouts, relevant)
             # 4. the loss: policy + contrastive on the reasoning embeddings + SFT on plain queries
-            with accelerator.autocast():
-                d_out = net(docs["input_ids"], docs["attention_mask"])
-                assert isinstance(d_out, EmbedLMOutput)
-                pg = policy_loss(pol.logp, old_logp, ref.logp, advantages, rollouts.action_mask)
-                nce = infonce(
-                    pol.embeddings, d_out.embeddings, positives=group, ignore=ignore[group]
-                )
-                loss = pg + r.contrastive * nce
-                sft_total = torch.zeros((), device=device)
-                if r.sft > 0:
-                    q_out = net(plain["input_ids"], plain["attention_mask"])
-                    assert isinstance(q_out, EmbedLMOutput)
-                    ref_logits = None
-                    if cfg.loss.kl > 0:
-                        ref_out = frozen(plain["input_ids"], plain["attention_mask"])
-                        assert isinstance(ref_out, EmbedLMOutput)
-                        ref_logits = ref_out.logits
-                    teacher_scores = None
-                    if teacher_vectors is not None:
-                        scores = teacher_vectors.scores(
-                            batch.query_ids, [passage_ids[i] for i in doc_rows]
-                        )
-                        teacher_scores = torch.from_numpy(scores).to(device)
-                    cross_scores = batch_tensors(
-                        cross_targets, batch.query_ids, [passage_ids[i] for i in doc_rows], device
-                    )
-                    sft_total = sft_objective(
-                        q_out,
-                        d_out,
-                        ignore,
-                        k,
-                        ref_logits,
-                        teacher_scores=teacher_scores,
-                        cross_scores=cross_scores,
-                    ).total
-                    loss = loss + r.sft * sft_total
-            accelerator.backward(loss)
-            if cfg.optim.grad_clip > 0:
-                accelerator.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            with acc.autocast():
+                loss = self.loss(batch, pol, old_logp, ref.logp, rollouts, feedback, group)
+            self.run.backward(loss.total)
 
         # 5. bookkeeping
-        progress.step += 1
-        step = progress.step
+        self.run.meter.add(self.figures(pol, ref, rollouts, feedback, loss, t_gen))
+
+    def feedback(
+        self, batch: Batch, emb: torch.Tensor, rollouts: Rollouts, relevant: list[set[int]]
+    ) -> Feedback:
+        """Retrieve with the rollouts' embeddings ``emb`` (N, d), refresh that region
+        of the environment, reward each rollout; pick each query's documents."""
+        r, device, env = self.cfg.rl, self.run.device, self.env
+        t_env = time.perf_counter()
+        first = env.retrieve(emb, r.candidates)
+        env.step([i for rel in relevant for i in sorted(rel)], first.ids)
+        scored = score_rollouts(env, emb, relevant, rollouts, self.model.prompts, r)
+        t_env = time.perf_counter() - t_env
+        advantages = group_advantages(scored.rewards, r.group_size).to(device)  # (N,)
+        b = len(batch.queries)
+        doc_rows = [self.data.row_of[d] for d in batch.document_ids[:b]]
+        doc_rows += [i for negs in scored.negatives for i in negs]
+        k = r.negatives if all(len(n) == r.negatives for n in scored.negatives) else 0
+        if k == 0:
+            doc_rows = doc_rows[:b]
+        ignore = torch.tensor(
+            [[j != qi and d in relevant[qi] for j, d in enumerate(doc_rows)] for qi in range(b)],
+            device=device,
+        )  # (B, B + B*K)
+        max_d, max_q = self.cfg.model.max_document_tokens, self.cfg.model.max_query_tokens
+        docs = self.encode([self.data.texts[i] for i in doc_rows], "document", max_d)
+        plain = self.encode(batch.queries, "query", max_q)
+        return Feedback(scored, advantages, doc_rows, k, ignore, docs, plain, t_env)
+
+    def loss(
+        self,
+        batch: Batch,
+        pol: PolicyOutput,
+        old_logp: torch.Tensor,
+        ref_logp: torch.Tensor,
+        rollouts: Rollouts,
+        feedback: Feedback,
+        group: torch.Tensor,
+    ) -> RLLoss:
+        """Policy loss + ``rl.contrastive`` InfoNCE of the reasoning embeddings
+        against the documents + ``rl.sft`` times the SFT objective on the plain queries."""
+        r, net, f = self.cfg.rl, self.run.net, feedback
+        d_out = net(f.docs["input_ids"], f.docs["attention_mask"])
+        assert isinstance(d_out, EmbedLMOutput)
+        pg = self.policy_loss(pol.logp, old_logp, ref_logp, f.advantages, rollouts.action_mask)
+        nce = self.infonce(
+            pol.embeddings, d_out.embeddings, positives=group, ignore=f.ignore[group]
+        )
+        total = pg + r.contrastive * nce
+        sft_total = torch.zeros((), device=self.run.device)
+        if r.sft > 0:
+            sft_total = self.sft_part(batch, d_out, f)
+            total = total + r.sft * sft_total
+        return RLLoss(total, pg, nce, sft_total)
+
+    def sft_part(self, batch: Batch, d_out: EmbedLMOutput, f: Feedback) -> torch.Tensor:
+        """The SFT objective on the plain query prompts against the same documents."""
+        q_out = self.run.net(f.plain["input_ids"], f.plain["attention_mask"])
+        assert isinstance(q_out, EmbedLMOutput)
+        ref_logits = None
+        if self.cfg.loss.kl > 0:
+            ref_out = self.reference(f.plain["input_ids"], f.plain["attention_mask"])
+            assert isinstance(ref_out, EmbedLMOutput)
+            ref_logits = ref_out.logits
+        doc_ids = [self.data.passage_ids[i] for i in f.doc_rows]
+        teacher_scores, cross_scores = self.data.teachers.scores(
+            batch.query_ids, doc_ids, self.run.device
+        )
+        parts = self.sft_objective(
+            q_out,
+            d_out,
+            f.ignore,
+            f.k,
+            ref_logits,
+            teacher_scores=teacher_scores,
+            cross_scores=cross_scores,
+        )
+        return parts.total
+
+    def figures(
+        self,
+        pol: PolicyOutput,
+        ref: PolicyOutput,
+        rollouts: Rollouts,
+        f: Feedback,
+        loss: RLLoss,
+        t_gen: float,
+    ) -> dict[str, float]:
+        """What one step logs: rewards, sampling, the loss parts, the time spent."""
         with torch.no_grad():
             mask = rollouts.action_mask
             kl = float(
                 (token_kl(pol.logp.detach(), ref.logp) * mask).sum() / mask.sum().clamp(min=1)
             )
-        record = {
-            "reward": float(scored.rewards.mean()),
-            "rank": sum(scored.rank) / len(scored.rank),
-            "format": sum(scored.fmt) / len(scored.fmt),
+        return {
+            "reward": float(f.scored.rewards.mean()),
+            "rank": sum(f.scored.rank) / len(f.scored.rank),
+            "format": sum(f.scored.fmt) / len(f.scored.fmt),
             "forced": float(rollouts.forced.float().mean()),
             "tokens": float(rollouts.n_generated.float().mean()),
-            "policy": float(pg.detach()),
+            "policy": float(loss.policy.detach()),
             "kl": kl,
-            "infonce": float(nce.detach()),
-            "sft": float(sft_total.detach()),
-            "region": float(env.stats.last_region),
+            "infonce": float(loss.infonce.detach()),
+            "sft": float(loss.sft.detach()),
+            "region": float(self.env.stats.last_region),
             "gen_s": t_gen,
-            "env_s": t_env,
+            "env_s": f.seconds,
         }
-        for key, value in record.items():
-            sums[key] = sums.get(key, 0.0) + value
-        if step % r.log_every == 0 or step == r.steps:
-            n = r.log_every if step % r.log_every == 0 else step % r.log_every
-            elapsed = time.perf_counter() - t_log
-            mean = {key: value / n for key, value in sums.items()}
-            mean.update(step=step, s_per_step=elapsed / n, lr=float(scheduler.get_last_lr()[0]))
-            mean["env"] = env.stats.as_dict()  # type: ignore[assignment]
-            log.info(
-                "step %d/%d reward %.3f (rank %.3f format %.3f forced %.2f) kl %.4f "
-                "infonce %.3f sft %.3f region %d %.2fs/step",
-                step,
-                r.steps,
-                mean["reward"],
-                mean["rank"],
-                mean["format"],
-                mean["forced"],
-                mean["kl"],
-                mean["infonce"],
-                mean["sft"],
-                int(mean["region"]),
-                mean["s_per_step"],
-            )
-            if main_process:
-                append_log(out_dir, mean)
-            sums, t_log = {}, time.perf_counter()
-        if r.save_every and step % r.save_every == 0 and step < r.steps:
-            checkpoint(step)
 
-    # ---- the end: evaluation, a resumable checkpoint, the HF model for export
-    last = run_eval(progress.step)
-    if main_process and first_eval is not None and last is not None:
+    def log_fields(self, elapsed: float) -> dict[str, Any]:
+        """The environment's counters."""
+        return {"env": self.env.stats.as_dict()}
+
+    def log_line(self, record: dict[str, Any]) -> None:
+        """Log a logged step's reward, its parts, the KL and the step time."""
         log.info(
-            "held-out nDCG@10 (no reasoning): %.4f before RL -> %.4f after %d steps",
-            first_eval["ndcg@10"],
-            last["ndcg@10"],
-            progress.step,
+            "step %d/%d reward %.3f (rank %.3f format %.3f forced %.2f) kl %.4f "
+            "infonce %.3f sft %.3f region %d %.2fs/step",
+            record["step"],
+            self.cfg.rl.steps,
+            record["reward"],
+            record["rank"],
+            record["format"],
+            record["forced"],
+            record["kl"],
+            record["infonce"],
+            record["sft"],
+            int(record["region"]),
+            record["s_per_step"],
         )
-    checkpoint(progress.step)
-    final = save_final(
-        accelerator,
-        accelerator.unwrap_model(net).embed_lm.model,
-        tokenizer,
-        out_dir,
-        "rl",
-        prompts,
-        cfg,
-        {"step": progress.step, "config": cfg.to_dict(), "env": env.stats.as_dict()},
-        merge_lora=cfg.lora.enabled,
-    )
-    accelerator.end_training()
-    return final
+
+    def state(self) -> dict[str, Any]:
+        """RL's checkpoints add the environment's counters."""
+        return {"env": self.env.stats.as_dict()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

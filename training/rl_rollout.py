@@ -103,7 +103,6 @@ def generate_rollouts(
     )
     prompt_ids = enc["input_ids"].repeat_interleave(group_size, dim=0).to(device)  # (N, P)
     prompt_mask = enc["attention_mask"].repeat_interleave(group_size, dim=0).to(device)
-    embed_id = stops[0]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[-1]
     was_training = model.training
     model.eval()
@@ -121,24 +120,7 @@ def generate_rollouts(
     )
     model.train(was_training)
     sampled = out[:, prompt_ids.shape[1] :].tolist()  # (N, <= max_new_tokens)
-    completions: list[list[int]] = []
-    actions: list[int] = []
-    forced: list[bool] = []
-    for row in sampled:
-        cut = next((j for j, t in enumerate(row) if t in stops), None)
-        if cut is not None and row[cut] == embed_id:
-            completions.append(row[: cut + 1])  # the model wrote the token itself
-            actions.append(cut + 1)
-            forced.append(False)
-        else:
-            # Budget spent or the turn ended (the end token dropped): append the answer
-            # prefix and the token exactly as the app's runtime does.
-            kept = row if cut is None else row[:cut]
-            reasoning = str(tokenizer.decode(kept, skip_special_tokens=False))
-            tail = forced_tail(reasoning, prompts.answer_prefix) + prompts.embed_token
-            completions.append(kept + tokenizer.encode(tail, add_special_tokens=False))
-            actions.append(len(kept))
-            forced.append(True)
+    completions, actions, forced = complete(sampled, tokenizer, prompts, stops)
     texts_out = [
         str(tokenizer.decode(c[:a], skip_special_tokens=False))
         for c, a in zip(completions, actions, strict=True)
@@ -159,6 +141,40 @@ def generate_rollouts(
         prompt_width=width,
         group_size=group_size,
     )
+
+
+def complete(
+    sampled: list[list[int]],
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: PromptSet,
+    stops: Sequence[int],
+) -> tuple[list[list[int]], list[int], list[bool]]:
+    """Cut each sampled row at its first stop token and give it the embed token.
+
+    Returns ``(completions, actions, forced)``: each row's completion token ids (ending
+    at the embed token), how many of them the policy sampled, and whether the tail
+    was forced (:func:`forced_tail`) because the row had not written the token.
+    """
+    embed_id = stops[0]
+    completions: list[list[int]] = []
+    actions: list[int] = []
+    forced: list[bool] = []
+    for row in sampled:
+        cut = next((j for j, t in enumerate(row) if t in stops), None)
+        if cut is not None and row[cut] == embed_id:
+            completions.append(row[: cut + 1])  # the model wrote the token itself
+            actions.append(cut + 1)
+            forced.append(False)
+        else:
+            # Budget spent or the turn ended (the end token dropped): append the answer
+            # prefix and the token exactly as the app's runtime does.
+            kept = row if cut is None else row[:cut]
+            reasoning = str(tokenizer.decode(kept, skip_special_tokens=False))
+            tail = forced_tail(reasoning, prompts.answer_prefix) + prompts.embed_token
+            completions.append(kept + tokenizer.encode(tail, add_special_tokens=False))
+            actions.append(len(kept))
+            forced.append(True)
+    return completions, actions, forced
 
 
 def pack(
@@ -213,6 +229,10 @@ class ReasonLM(nn.Module):
         """The transformers model inside (the peft-wrapped base when LoRA is on)."""
         return self.embed_lm.hf_model()
 
+    def adapters_off(self) -> Any:
+        """A context in which the model runs without its LoRA adapters (peft models only)."""
+        return self.embed_lm.adapters_off()
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -266,6 +286,7 @@ __all__ = [
     "PolicyOutput",
     "ReasonLM",
     "Rollouts",
+    "complete",
     "generate_rollouts",
     "pack",
     "policy_forward",

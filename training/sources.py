@@ -8,7 +8,7 @@ headword as its heading: FOLDOC in dictd format (``foldoc.dict.dz`` with its
 
 A source that is, or leads to, the manual pages or info manuals kept for
 evaluation is refused before anything is read
-(:func:`training.data.corpora.check_not_reserved`).
+(:func:`training.data.reserved.check_not_reserved`).
 
 Each document comes with a stable key (source name and relative path, or
 dictionary and headword): the held-out split is made on these keys.
@@ -24,6 +24,7 @@ from pathlib import Path
 
 from sr3desk.errors import ExtractError
 from sr3desk.extract.types import Document, Heading
+from training.data.reserved import check_not_reserved
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,6 @@ _JARGON_END = re.compile(r"^\s*Part\W+III\.")
 
 def source_kind(source: str | Path) -> str:
     """``folder``, ``foldoc`` or ``jargon`` for a source path; ValueError otherwise."""
-    from training.data.corpora import check_not_reserved
-
     p = check_not_reserved(source)
     if p.is_dir():
         return "folder"
@@ -67,8 +66,6 @@ def iter_documents(
     are never extracted; ``max_files`` > 0 keeps the first that many documents.
     Unreadable files are logged and skipped.
     """
-    from training.data.corpora import check_not_reserved
-
     check_not_reserved(source)
     kind = source_kind(source)
     if kind == "folder":
@@ -84,7 +81,6 @@ def iter_documents(
 
 def _folder_files(root: Path, include: Sequence[str]) -> list[Path]:
     from sr3desk.extract import supported
-    from training.data.corpora import check_not_reserved
 
     if include:
         found = {p for pattern in include for p in root.glob(pattern)}

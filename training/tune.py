@@ -19,9 +19,13 @@ next run starts clean. Stages, each the command a user could run alone:
    one by :data:`MARGIN` nDCG@10; its figures go into its ``sr3.eval``, and it is moved
    into ``DATA_DIR/models/`` with its checkpoint (so it can be tuned again).
 
-What it did goes to ``tune-staging/result.json`` (read by ``sr3desk tune``, which
-switches the default model when the tuned one won). Only the move into the models
-folder and that switch touch anything outside the staging folder.
+What it did goes to ``tune-staging/result.json``. Its parent (``sr3desk tune``, the
+window) follows it by the events it writes on its standard output, one JSON object a
+line (:class:`sr3desk.tuning.TuneEvent`): each stage as it begins, the SFT steps
+planned, SFT's progress (read here from SFT's own ``log.jsonl``), the result, or the
+error; its log goes to standard error. The parent switches the default model when the
+tuned one won: only the move into the models folder and that switch touch anything
+outside the staging folder.
 """
 
 from __future__ import annotations
@@ -31,27 +35,37 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sr3desk.errors import IndexAccessError
 from sr3desk.index.lock import WriterLock
-from sr3desk.tuning import RESULT, STAGING, TRAIN_SHARE, TUNE_LOCK
-from training.config import BuildConfig
-from training.data.beir import BeirSet, CorpusEntry, write_beir
-from training.data.build import MANIFEST, _assemble_split, _DocPassages, split_documents
-from training.data.mining import NEGATIVES, bm25_scorer, mine_negatives, write_negatives
-from training.data.teacher_vectors import TEACHER_VECTORS, TeacherVectors, write_teacher_vectors
+from sr3desk.tuning import (
+    EVENT_ERROR,
+    EVENT_PLAN,
+    EVENT_PROGRESS,
+    EVENT_RESULT,
+    EVENT_STAGE,
+    RESULT,
+    STAGING,
+    TRAIN_SHARE,
+    TUNE_LOCK,
+    TuneEvent,
+)
+from training import stages
+from training.checkpoints import FINAL, LOG_FILE
+from training.config import BuildConfig, read_yaml
+from training.data.beir import CorpusEntry
+from training.data.build import DocPassages, split_dataset, write_dataset
+from training.stages import StageError, export_command, python_module
 
 log = logging.getLogger(__name__)
 
 CONFIG = Path(__file__).parent / "configs" / "smollm2-135m-cpu.yaml"
-QUANT = "Q8_0"
 # The tuned model must beat the current one by this much held-out nDCG@10 on the
 # user's own pseudo-queries to become the default: less is within the noise of a few
 # dozen queries, and a switch costs re-embedding the whole index.
@@ -60,6 +74,8 @@ PROBE_STEPS = 3
 MIN_STEPS = 5
 # Free space asked beyond the run's own files (checkpoints, GGUFs, data).
 SPARE_BYTES = 200 * 1024 * 1024
+# The teacher's filter drops a pseudo-query whose passage it ranks below this.
+TEACHER_K = 20
 
 
 class TuneError(RuntimeError):
@@ -130,19 +146,66 @@ class Tune:
         return self.home / STAGING
 
 
-def _python(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", *map(str, args)]
+def send(event: TuneEvent) -> None:
+    """Write ``event`` to the parent: one JSON line on standard output."""
+    sys.stdout.write(event.to_line() + "\n")
+    sys.stdout.flush()
 
 
-def run_stage(tune: Tune, name: str, command: Sequence[str]) -> None:
-    """Run one stage's process to the end, timing it; raises :class:`TuneError`."""
-    log.info("== %s: %s", name, " ".join(command))
-    t0 = time.perf_counter()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(list(command), env=env, check=False, stdout=sys.stderr)
-    tune.stages[name] = tune.stages.get(name, 0.0) + time.perf_counter() - t0
-    if done.returncode != 0:
-        raise TuneError(f"{name} failed (exit {done.returncode}); its log is above")
+def run_stage(
+    tune: Tune, name: str, command: Sequence[str], watch: Callable[[], None] | None = None
+) -> None:
+    """Run one stage's process to the end (:func:`training.stages.run_stage`, its output
+    into this log, ``watch`` called while it runs), timing it and telling the parent it
+    began; raises :class:`TuneError`."""
+    send(TuneEvent(EVENT_STAGE, stage=name))
+    try:
+        stages.run_stage(name, command, tune.stages, stdout=sys.stderr, watch=watch)
+    except StageError as exc:
+        raise TuneError(f"{name} failed (exit {exc.code}); its log is above") from None
+
+
+class LogFollower:
+    """The records a training run appends to its ``log.jsonl`` (``path``), as they come."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def new_records(self) -> list[dict[str, Any]]:
+        """The records written since the last call (none while the file is missing); a
+        line still being written waits for its end."""
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except OSError:
+            return []
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        records = []
+        for line in data[:end].decode("utf-8", "replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+
+def sft_progress(log_file: Path, steps: int) -> Callable[[], None]:
+    """What follows an SFT run of ``steps`` steps logging to ``log_file``: each call sends
+    a progress event per step record written since the last one."""
+    follower = LogFollower(log_file)
+
+    def watch() -> None:
+        for record in follower.new_records():
+            if "s_per_step" in record:  # a step's record (an evaluation's has none)
+                step, seconds = int(record["step"]), float(record["s_per_step"])
+                send(TuneEvent(EVENT_PROGRESS, "sft", step, steps, seconds))
+
+    return watch
 
 
 def space_needed(base: Path, model: Path) -> int:
@@ -162,7 +225,7 @@ def check_space(folder: Path, needed: int) -> None:
         )
 
 
-def index_documents(home: Path, max_passages: int, seed: int, min_chars: int) -> list[_DocPassages]:
+def index_documents(home: Path, max_passages: int, seed: int, min_chars: int) -> list[DocPassages]:
     """Passages of the index's active generation, grouped by file (one document each).
 
     Takes the data directory; returns up to ``max_passages`` passages drawn at random
@@ -182,7 +245,7 @@ def index_documents(home: Path, max_passages: int, seed: int, min_chars: int) ->
         passages = [
             CorpusEntry(id=f"{path}#{h.ordinal}", text=h.text.strip(), doc=path) for h in chunks
         ]
-        docs.append(_DocPassages(path, passages, [h.heading or "" for h in chunks]))
+        docs.append(DocPassages(path, passages, [h.heading or "" for h in chunks]))
     return docs
 
 
@@ -190,8 +253,12 @@ def build_from_index(tune: Tune, out: Path) -> dict[str, Any]:
     """Write a training set (``out/train``, ``out/heldout``, ``out/manifest.json``) in the
     layout :mod:`training.data.build` writes, from the user's index; returns the manifest.
 
-    Raises :class:`TuneError` when the index has too few embedded files.
+    With the teacher installed (and ``tune.teacher``), its filter drops the pseudo-queries
+    whose passage it ranks below :data:`TEACHER_K`, and its vectors are kept: SFT then
+    distils its ranking as the CPU recipe does (``loss.distill``). Raises
+    :class:`TuneError` when the index has too few embedded files.
     """
+    teacher = tune.teacher and _teacher_installed()
     cfg = BuildConfig(
         heldout_fraction=tune.heldout_fraction,
         queries=["heading", "cloze"],
@@ -199,7 +266,9 @@ def build_from_index(tune: Tune, out: Path) -> dict[str, Any]:
         min_chars=80,
         negatives=4,
         miner="bm25",
-        teacher_vectors=False,
+        teacher_filter_k=TEACHER_K if teacher else 0,
+        teacher_vectors=teacher,
+        teacher_max_tokens=128,
         seed=tune.seed,
     )
     docs = index_documents(tune.home, tune.max_passages, tune.seed, cfg.min_chars)
@@ -208,43 +277,11 @@ def build_from_index(tune: Tune, out: Path) -> dict[str, Any]:
             f"the index has {len(docs)} embedded file(s) to learn from: tuning needs 2 or "
             "more (index more documents, or wait until their vectors are built)"
         )
-    held = split_documents([d.key for d in docs], cfg.heldout_fraction, cfg.seed)
-    train = _assemble_split([d for d in docs if d.key not in held], cfg, "q")
-    heldout = _assemble_split([d for d in docs if d.key in held], cfg, "h")
-    if not train.judged_queries() or not heldout.judged_queries():
+    splits = split_dataset(docs, cfg)
+    if not splits.train.judged_queries() or not splits.heldout.judged_queries():
         raise TuneError("the index's passages gave no pseudo-queries on one side of the split")
-    filtered = 0
-    vectors = None
-    if tune.teacher and _teacher_installed():
-        vectors, filtered = _teacher_filter(train)
-    write_beir(train, out / "train", "train")
-    if vectors is not None:
-        # SFT distils the teacher's ranking as the CPU recipe does (loss.distill).
-        write_teacher_vectors(out / "train" / TEACHER_VECTORS, vectors)
-        tune.distill = True
-    write_beir(heldout, out / "heldout", "test")
-    texts = [p.full_text for p in train.corpus.values()]
-    write_negatives(
-        out / "train" / NEGATIVES, mine_negatives(train, cfg.negatives, bm25_scorer(texts))
-    )
-    manifest = {
-        "source": "index",
-        "home": str(tune.home),
-        "build": asdict(cfg),
-        "documents": {
-            "train": sorted(d.key for d in docs if d.key not in held),
-            "heldout": sorted(held),
-        },
-        "counts": {
-            "train_passages": len(train.corpus),
-            "train_queries": len(train.queries),
-            "heldout_passages": len(heldout.corpus),
-            "heldout_queries": len(heldout.queries),
-            "teacher_filtered": filtered,
-        },
-    }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), "utf-8")
-    log.info("data from the index: %s", manifest["counts"])
+    manifest = write_dataset(splits, cfg, out, meta={"source": "index", "home": str(tune.home)})
+    tune.distill = teacher
     return manifest
 
 
@@ -254,20 +291,6 @@ def _teacher_installed() -> bool:
     from training.teacher import MODULE
 
     return importlib.util.find_spec(MODULE) is not None
-
-
-def _teacher_filter(train: BeirSet, k: int = 20) -> tuple[TeacherVectors, int]:
-    """Drop training queries whose passage the teacher does not rank in its top ``k``;
-    returns the teacher's vectors and how many queries were dropped."""
-    from training.data.filtering import teacher_filter
-    from training.data.teacher_vectors import compute_teacher_vectors
-    from training.teacher import Teacher
-
-    teacher = Teacher(max_tokens=128)
-    queries = {q: train.queries[q] for q in train.judged_queries()}
-    passages = {pid: p.full_text for pid, p in train.corpus.items()}
-    vectors = compute_teacher_vectors(teacher, queries, passages)
-    return vectors, len(teacher_filter(train, vectors, k))
 
 
 def merge_delta(base: Path, delta_dir: Path, out: Path) -> Path:
@@ -327,7 +350,7 @@ def _n_layers(base: Path) -> int:
 def sft_args(tune: Tune, data: Path, out: Path, steps: int) -> list[str]:
     """The CPU recipe's config with this run's paths and ``steps``: the SFT command's
     arguments (without the module)."""
-    train_layers = 5
+    train_layers = int(read_yaml(CONFIG).get("model", {}).get("train_layers", 0))
     layers = _n_layers(tune.base)
     if layers and train_layers >= layers:
         train_layers = max(1, layers // 2)  # small test models: still a partial delta
@@ -361,8 +384,8 @@ def probe_s_per_step(tune: Tune, data: Path) -> float:
     out = tune.staging / "probe"
     args = sft_args(tune, data, out, PROBE_STEPS)
     args += ["train.log_every=1", f"train.save_every={PROBE_STEPS + 1}"]
-    run_stage(tune, "probe", _python("training.sft", *args))
-    log_file = out / "log.jsonl"
+    run_stage(tune, "probe", python_module("training.sft", *args))
+    log_file = out / LOG_FILE
     records = [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines()]
     times = [float(r["s_per_step"]) for r in records if "s_per_step" in r]
     if not times:
@@ -383,14 +406,12 @@ def steps_for(minutes: float, s_per_step: float) -> int:
 
 
 def export(tune: Tune, hf_dir: Path, out_dir: Path, name: str, eval_json: Path | None) -> Path:
-    """F16 and Q8_0 GGUFs of ``hf_dir`` named ``name`` in ``out_dir``; returns the Q8_0 path."""
+    """F16 and Q8_0 GGUFs of ``hf_dir`` named ``name`` in ``out_dir``, with the figures in
+    ``eval_json``; returns the Q8_0 path."""
     f16 = out_dir / f"{name}.F16.gguf"
-    command = _python("training.export", hf_dir, f16, "--type", "f16", "--quant", QUANT)
-    command += ["--name", name, "--stage", "sft"]
-    if eval_json is not None:
-        command += ["--eval-json", str(eval_json)]
+    command, quant = export_command(hf_dir, f16, "sft", name=name, eval_json=eval_json)
     run_stage(tune, "export", command)
-    return out_dir / f"{name}.{QUANT}.gguf"
+    return quant
 
 
 def mark_index(sr3_eval: Path, home: Path) -> None:
@@ -427,6 +448,7 @@ def _run(tune: Tune) -> dict[str, Any]:
     staging = tune.staging
     shutil.rmtree(staging, ignore_errors=True)  # what a killed run left
     staging.mkdir(parents=True)
+    send(TuneEvent(EVENT_STAGE, stage="data"))
     check_space(tune.home, space_needed(tune.base, tune.model))
     origin = tune.base  # what a delta of the tuned model is made over
     if tune.delta is not None:
@@ -438,61 +460,81 @@ def _run(tune: Tune) -> dict[str, Any]:
     data = staging / "data"
     manifest = build_from_index(tune, data)
     tune.stages["data"] = time.perf_counter() - t0
+    steps, s_per_step = train(tune, data)
+    result = evaluate_and_keep(tune, data, origin)
+    result.update(
+        steps=steps,
+        s_per_step=s_per_step,
+        figures=result.pop("figures"),
+        counts=manifest["counts"],
+        heldout_documents=manifest["documents"]["heldout"],
+        stage_seconds={k: round(v, 1) for k, v in tune.stages.items()},
+        seconds=round(time.perf_counter() - t_start, 1),
+    )
+    (staging / RESULT).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    return result
 
+
+def train(tune: Tune, data: Path) -> tuple[int, float | None]:
+    """SFT on ``data`` into ``tune-staging/sft``, for the steps asked or, without them, the
+    steps a probe's measured s/step fits in the minutes; its progress goes to the parent.
+    Returns the steps and the measured s/step (None: not measured)."""
     s_per_step = None
     steps = tune.steps
     if not steps:
         s_per_step = probe_s_per_step(tune, data)
         steps = steps_for(tune.minutes, s_per_step)
         log.info("%.2f s/step measured: %d steps in %.0f minutes", s_per_step, steps, tune.minutes)
-    sft_dir = staging / "sft"
+    send(TuneEvent(EVENT_PLAN, steps=steps, s_per_step=s_per_step))
+    sft_dir = tune.staging / "sft"
     args = sft_args(tune, data, sft_dir, steps)
-    run_stage(tune, "sft", _python("training.sft", *args, "train.resume=auto"))
+    command = python_module("training.sft", *args, "train.resume=auto")
+    run_stage(tune, "sft", command, watch=sft_progress(sft_dir / LOG_FILE, steps))
+    return steps, s_per_step
 
+
+def evaluate_and_keep(tune: Tune, data: Path, origin: Path) -> dict[str, Any]:
+    """Export SFT's model, A/B it against the current one on ``data``'s held-out files,
+    and move it, with its figures and what it can be trained again from (over
+    ``origin``), into the models folder. Returns the result's verdict part: ``wins``,
+    ``reason``, ``verdict``, ``current``, ``tuned``, ``weights`` and ``figures``."""
+    staging, final = tune.staging, tune.staging / "sft" / FINAL
     name = f"{tune.model.name.split('.')[0].removesuffix('-tuned')}-tuned"
     name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     model_dir = staging / name
     model_dir.mkdir()
-    tuned = export(tune, sft_dir / "final", model_dir, name, None)
+    tuned = export(tune, final, model_dir, name, None)
 
-    report_file = staging / "eval.json"
-    command = _python("training.eval", "--data", str(data / "heldout"), "--split", "test")
+    report_file, sr3_eval = staging / "eval.json", staging / "sr3-eval.json"
+    command = python_module("training.eval", "--data", data / "heldout", "--split", "test")
     command += ["--model", f"current={tune.model}", "--model", f"tuned={tuned}"]
-    command += ["--json", str(report_file), "--sr3-eval", f"tuned={staging / 'sr3-eval.json'}"]
+    command += ["--json", str(report_file), "--sr3-eval", f"tuned={sr3_eval}"]
     run_stage(tune, "eval", command)
     report = json.loads(report_file.read_text(encoding="utf-8"))
     verdict = decide(report["results"], tune.margin)
-    mark_index(staging / "sr3-eval.json", tune.home)
+    mark_index(sr3_eval, tune.home)
 
     # Its own figures into its sr3.eval (the fusion weighs it by them), then the model
     # and its checkpoint into the models folder: one rename, nothing half there.
     for old in model_dir.glob("*.gguf"):
         old.unlink()
-    tuned = export(tune, sft_dir / "final", model_dir, name, staging / "sr3-eval.json")
+    tuned = export(tune, final, model_dir, name, sr3_eval)
     (model_dir / f"{name}.F16.gguf").unlink(missing_ok=True)
-    weights = keep_weights(tune, sft_dir / "final", origin, model_dir)
+    weights = keep_weights(tune, final, origin, model_dir)
     from sr3desk.settings import models_dir
 
     target = models_dir(tune.home) / name
     os.replace(model_dir, target)
-    shutil.rmtree(sft_dir, ignore_errors=True)  # its checkpoints: the model's size, thrice
-    result = {
+    shutil.rmtree(final.parent, ignore_errors=True)  # its checkpoints: the model's size, thrice
+    return {
         "wins": verdict.wins,
         "reason": verdict.reason,
         "verdict": asdict(verdict),
         "current": str(tune.model),
         "tuned": str(target / tuned.name),
         "weights": weights,  # how it is kept for the next tune: "delta" or "checkpoint"
-        "steps": steps,
-        "s_per_step": s_per_step,
         "figures": report["results"],
-        "counts": manifest["counts"],
-        "heldout_documents": manifest["documents"]["heldout"],
-        "stage_seconds": {k: round(v, 1) for k, v in tune.stages.items()},
-        "seconds": round(time.perf_counter() - t_start, 1),
     }
-    (staging / RESULT).write_text(json.dumps(result, indent=2), encoding="utf-8")
-    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -531,7 +573,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run(tune)
     except TuneError as exc:
         sys.stderr.write(f"training.tune: error: {exc}\n")
+        send(TuneEvent(EVENT_ERROR, message=str(exc)))
         return 2
+    send(TuneEvent(EVENT_RESULT, result=result))
     log.info("tune: %s", "wins" if result["wins"] else "kept aside")
     return 0
 

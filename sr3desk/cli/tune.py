@@ -14,8 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 from sr3desk.cli import add_db_argument
+
+if TYPE_CHECKING:
+    from sr3desk.tuning import TuneEvent
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,19 +52,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Tune, or undo the last switch; returns the exit code."""
-    from sr3desk.cli.terminal import TerminalLine
-    from sr3desk.errors import Sr3Error
-    from sr3desk.settings import Settings, data_dir
-    from sr3desk.tuning import (
-        INDEX_LOG,
-        checkpoint_of,
-        missing_train_extra,
-        run_tune,
-        start_background_index,
-        switch_default,
-        tune_command,
-        undo,
-    )
+    from sr3desk.settings import data_dir
+    from sr3desk.tuning import missing_train_extra, run_tune, undo
 
     home = data_dir(args.db)
     if args.undo:
@@ -71,6 +64,22 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         sys.stderr.write(f"sr3desk: {missing}\n")
         return 2
+    progress = EventLine(sys.stderr)
+    try:
+        result = run_tune(_command(args, home), progress.show)
+    finally:
+        progress.close()
+    _report(result, home, args.no_index)
+    return 0
+
+
+def _command(args: argparse.Namespace, home: Path) -> list[str]:
+    """The tune's command line for ``args``; raises Sr3Error when the default model or
+    its checkpoint is missing."""
+    from sr3desk.errors import Sr3Error
+    from sr3desk.settings import Settings
+    from sr3desk.tuning import checkpoint_of, tune_command
+
     current = Settings.load(home).model_path
     if not current or not Path(current).is_file():
         raise Sr3Error("Cannot tune: no default model is set (sr3desk model install --default)")
@@ -82,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             "give it with --base HF_DIR"
         )
     base, delta = found
-    command = tune_command(
+    return tune_command(
         home,
         model,
         base,
@@ -93,38 +102,62 @@ def run(args: argparse.Namespace) -> int:
         overrides=args.set,
         delta=delta,
     )
-    line = TerminalLine(sys.stderr)
-    tty = sys.stderr.isatty()
 
-    def show(text: str) -> None:
-        if tty:
-            line.draw(text)
-        elif " == " in text:  # a stage starts: its name, not its command line
-            sys.stderr.write(f"tune: {text.split(' == ', 1)[1].split(':', 1)[0]}\n")
-        elif "error" in text:
-            sys.stderr.write(text + "\n")
 
-    try:
-        result = run_tune(command, home, show)
-    finally:
-        line.close()
+class EventLine:
+    """Shows the tune's events on ``stream``: redrawn in one line on a terminal, else
+    one line a stage (and the error, if any)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        from sr3desk.cli.terminal import TerminalLine
+
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.line = TerminalLine(stream)
+
+    def show(self, event: TuneEvent) -> None:
+        """Show one event of the run (a :class:`sr3desk.tuning.TuneEvent`)."""
+        from sr3desk.tuning import EVENT_ERROR, EVENT_PROGRESS, EVENT_STAGE
+
+        if event.event == EVENT_ERROR:
+            self.line.close()
+            self.stream.write(f"tune: error: {event.message}\n")
+        elif event.event == EVENT_STAGE and self.tty:
+            self.line.draw(f"tune: {event.stage}")
+        elif event.event == EVENT_STAGE:
+            self.stream.write(f"tune: {event.stage}\n")
+        elif event.event == EVENT_PROGRESS and self.tty:
+            left = f", {event.s_per_step:.1f} s/step" if event.s_per_step else ""
+            self.line.draw(f"tune: {event.stage}: step {event.step} of {event.steps}{left}")
+
+    def close(self) -> None:
+        """End the redrawn line (nothing when none was drawn)."""
+        self.line.close()
+
+
+def _report(result: dict[str, Any], home: Path, no_index: bool) -> None:
+    """Write the figures and the verdict of ``result``; a winning model becomes the
+    default, its vectors built at once unless ``no_index``."""
+    from sr3desk.index.background import INDEX_LOG, start_background_index
+    from sr3desk.settings import Settings
+    from sr3desk.tuning import switch_default
+
     figures = result["figures"]
     rows = ", ".join(f"{k} {v['ndcg@10']:.3f}" for k, v in figures.items())
     out = sys.stdout
     out.write(f"held-out nDCG@10 on {result['counts']['heldout_queries']} queries: {rows}\n")
     tuned = result["tuned"]
-    if result["wins"]:
-        switch_default(home, Path(tuned))
-        out.write(f"{Path(tuned).name} is now the default model: {result['reason']}\n")
-        pid = None if args.no_index else start_background_index(home)
-        if pid is not None:
-            out.write(
-                "its vectors are being built (log: "
-                f"{home / INDEX_LOG}); the current ones serve until then\n"
-            )
-        else:
-            out.write("the next `sr3desk index` builds its vectors; the current ones serve\n")
-        out.write("`sr3desk tune --undo` returns to the previous model\n")
-    else:
+    if not result["wins"]:
         out.write(f"kept the current model: {result['reason']}; the tuned one is in {tuned}\n")
-    return 0
+        return
+    switch_default(home, Path(tuned))
+    out.write(f"{Path(tuned).name} is now the default model: {result['reason']}\n")
+    pid = None if no_index else start_background_index(home, Settings.load(home))
+    if pid is not None:
+        out.write(
+            f"its vectors are being built (log: {home / INDEX_LOG}); "
+            "the current ones serve until then\n"
+        )
+    else:
+        out.write("the next `sr3desk index` builds its vectors; the current ones serve\n")
+    out.write("`sr3desk tune --undo` returns to the previous model\n")

@@ -151,73 +151,89 @@ def html_into(markup: str, out: TextBuilder, fallback_title: str | None = None) 
     body = root.find("body")
     if body is None:
         body = root
-    buf: list[str] = []
-    cells = [0]  # cells seen in the current line: the second and later get a " | "
-    pending = [fallback_title]
-    level_seen = [1]  # level of the last <h1>..<h6>
+    _Walk(out, fallback_title).run(body)
 
-    def add_block(text: str) -> None:
-        if pending[0] and text.strip():
-            out.heading(pending[0], 1)
-            pending[0] = None
-        out.block(text)
 
-    def flush() -> None:
-        cells[0] = 0
-        if buf:
-            lines = (one_line(line) for line in "".join(buf).split("\n"))
-            add_block("\n".join(line for line in lines if line))
-            buf.clear()
+class _Walk:
+    """One walk over a page's body, gathering inline text into blocks for ``out``."""
 
-    # lxml keeps text before an element's first child in ``.text`` and text after an
-    # element in its ``.tail``. The walk uses an explicit stack (real pages nest deeper
-    # than Python recursion allows) holding elements and (marker, element) pairs.
-    work: list[Any] = [body]
-    while work:
-        if out.should_stop():
-            break
-        item = work.pop()
-        if isinstance(item, tuple):  # (_END, element): the element's content is done
-            element = item[1]
-            if element.tag in _BLOCKS:
-                flush()
-            if element.tail:
-                buf.append(element.tail.replace("\n", " "))
-            continue
-        element = item
+    def __init__(self, out: TextBuilder, fallback_title: str | None) -> None:
+        self.out = out
+        self.buf: list[str] = []
+        self.cells = 0  # cells seen in the current line: the second and later get a " | "
+        self.pending = fallback_title
+        self.level_seen = 1  # level of the last <h1>..<h6>
+
+    def add_block(self, text: str) -> None:
+        """Append a block, after the pending fallback title when it has text."""
+        if self.pending and text.strip():
+            self.out.heading(self.pending, 1)
+            self.pending = None
+        self.out.block(text)
+
+    def flush(self) -> None:
+        """End the current line of cells and the block of the text gathered so far."""
+        self.cells = 0
+        if self.buf:
+            lines = (one_line(line) for line in "".join(self.buf).split("\n"))
+            self.add_block("\n".join(line for line in lines if line))
+            self.buf.clear()
+
+    def run(self, body: Any) -> None:
+        """Walk ``body`` in document order (stops early when ``out`` says so)."""
+        # lxml keeps text before an element's first child in ``.text`` and text after an
+        # element in its ``.tail``. The walk uses an explicit stack (real pages nest
+        # deeper than Python recursion allows) holding elements and (marker, element)
+        # pairs.
+        work: list[Any] = [body]
+        while work:
+            if self.out.should_stop():
+                break
+            item = work.pop()
+            if isinstance(item, tuple):  # (_END, element): the element's content is done
+                element = item[1]
+                if element.tag in _BLOCKS:
+                    self.flush()
+                if element.tail:
+                    self.buf.append(element.tail.replace("\n", " "))
+                continue
+            self.enter(item, work)
+        self.flush()
+
+    def enter(self, element: Any, work: list[Any]) -> None:
+        """Take in ``element``'s start and text; push its end marker and children."""
         tag = element.tag
         if not isinstance(tag, str) or _dropped(element):  # comments, scripts, ...
             if element.tail:
-                buf.append(element.tail.replace("\n", " "))
-            continue
+                self.buf.append(element.tail.replace("\n", " "))
+            return
         if tag in _HEADINGS or (tag == "dt" and _is_signature(element)):
-            flush()
-            pending[0] = None
+            self.flush()
+            self.pending = None
             # Sphinx API entries (<dt class="sig ...">) nest under the last heading.
-            level = _HEADINGS.get(tag) or min(level_seen[0] + 1, 6)
+            level = _HEADINGS.get(tag) or min(self.level_seen + 1, 6)
             if tag in _HEADINGS:
-                level_seen[0] = level
-            out.heading(_text(element), level)
+                self.level_seen = level
+            self.out.heading(_text(element), level)
             work.append((_END, element))
-            continue
+            return
         if tag == "pre":
-            flush()
-            add_block(_text(element))
+            self.flush()
+            self.add_block(_text(element))
             work.append((_END, element))
-            continue
+            return
         if tag == "br":
-            buf.append("\n")
+            self.buf.append("\n")
         elif tag in _BLOCKS:
-            flush()
+            self.flush()
         elif tag in _CELLS:
-            if cells[0]:
-                buf.append(" | ")
-            cells[0] += 1
+            if self.cells:
+                self.buf.append(" | ")
+            self.cells += 1
         work.append((_END, element))
         if element.text:
-            buf.append(element.text.replace("\n", " "))
+            self.buf.append(element.text.replace("\n", " "))
         work.extend(reversed(element))
-    flush()
 
 
 def extract_html(data: bytes, out: TextBuilder) -> None:

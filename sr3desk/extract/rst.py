@@ -105,8 +105,65 @@ def _setup() -> dict[str, Any]:
         return _state
     from docutils import nodes
     from docutils.frontend import get_default_settings
-    from docutils.parsers.rst import Directive, Parser, directives, roles
+    from docutils.parsers.rst import Parser, directives, roles
     from docutils.parsers.rst.languages import en
+
+    generic, kinds, api_entry = _directive_classes()
+
+    def generic_role(
+        name: str,
+        rawtext: str,
+        text: str,
+        lineno: int,
+        inliner: Any,
+        options: Any = None,
+        content: Any = None,
+    ) -> tuple[list[Any], list[Any]]:
+        return [nodes.literal(rawtext, _role_title(text))], []
+
+    settings = get_default_settings(Parser)
+    settings.report_level = 5  # nothing: Sphinx sources would report on every line
+    settings.halt_level = 5
+    settings.warning_stream = False
+    settings.file_insertion_enabled = False  # no ".. include:: /etc/passwd"
+    settings.raw_enabled = False
+    settings.syntax_highlight = "none"
+    settings.line_length_limit = 1_000_000
+    _state.update(
+        parser=Parser(),
+        settings=settings,
+        directives=set(en.directives),
+        roles=set(en.roles) | {""},
+        register_directive=lambda n: directives.register_directive(
+            n, kinds.get(n.rsplit(":", 1)[-1], generic)
+        ),
+        register_role=lambda n: roles.register_local_role(n, generic_role),
+        nodes=nodes,
+        api_entry=api_entry,
+    )
+    return _state
+
+
+def _role_title(text: str) -> str:
+    """What an unknown role shows: its title, or the last part of a ``~`` target.
+
+    >>> _role_title("the docs <docs-index>"), _role_title("~os.path.join")
+    ('the docs', 'join')
+    """
+    shown = text.replace("\x00", "")
+    match = _TITLE_TARGET.match(shown)
+    if match and match.group(1):
+        shown = match.group(1)
+    elif shown.startswith("~"):
+        shown = shown[1:].rsplit(".", 1)[-1]
+    return shown.lstrip("!")
+
+
+def _directive_classes() -> tuple[type[Any], dict[str, type[Any]], type[Any]]:
+    """The generic directive, the directives that differ from it by name, and the
+    node of a Sphinx API entry (docutils is imported here, on first use)."""
+    from docutils import nodes
+    from docutils.parsers.rst import Directive, directives
 
     class AnyOptions(dict[str, Any]):
         def __missing__(self, key: str) -> Any:
@@ -157,48 +214,10 @@ def _setup() -> dict[str, Any]:
     class NoArguments(Generic):
         optional_arguments = 0  # text right after "::" is body, as in Sphinx
 
-    def generic_role(
-        name: str,
-        rawtext: str,
-        text: str,
-        lineno: int,
-        inliner: Any,
-        options: Any = None,
-        content: Any = None,
-    ) -> tuple[list[Any], list[Any]]:
-        shown = text.replace("\x00", "")
-        match = _TITLE_TARGET.match(shown)
-        if match and match.group(1):
-            shown = match.group(1)
-        elif shown.startswith("~"):
-            shown = shown[1:].rsplit(".", 1)[-1]
-        shown = shown.lstrip("!")
-        return [nodes.literal(rawtext, shown)], []
-
-    _KINDS = {name: WithOptions for name in _WITH_OPTIONS} | {
+    kinds: dict[str, type[Any]] = {name: WithOptions for name in _WITH_OPTIONS} | {
         name: NoArguments for name in ("seealso", "glossary", "hlist")
     }
-    settings = get_default_settings(Parser)
-    settings.report_level = 5  # nothing: Sphinx sources would report on every line
-    settings.halt_level = 5
-    settings.warning_stream = False
-    settings.file_insertion_enabled = False  # no ".. include:: /etc/passwd"
-    settings.raw_enabled = False
-    settings.syntax_highlight = "none"
-    settings.line_length_limit = 1_000_000
-    _state.update(
-        parser=Parser(),
-        settings=settings,
-        directives=set(en.directives),
-        roles=set(en.roles) | {""},
-        register_directive=lambda n: directives.register_directive(
-            n, _KINDS.get(n.rsplit(":", 1)[-1], Generic)
-        ),
-        register_role=lambda n: roles.register_local_role(n, generic_role),
-        nodes=nodes,
-        api_entry=ApiEntry,
-    )
-    return _state
+    return Generic, kinds, ApiEntry
 
 
 def _register_names(text: str, state: dict[str, Any]) -> None:

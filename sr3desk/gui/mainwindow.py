@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import (
@@ -54,10 +54,16 @@ from sr3desk.search import FileResult
 from sr3desk.settings import Settings
 
 if TYPE_CHECKING:
-    from sr3desk.gui.tray import Tray
     from sr3desk.model.ggufinfo import ModelInfo
 
 log = logging.getLogger(__name__)
+
+
+class Notifier(Protocol):
+    """What the window needs of its tray icon (:class:`sr3desk.gui.tray.Tray`)."""
+
+    def notify(self, text: str) -> None:
+        """Show ``text`` as a passing message; returns nothing."""
 
 
 class MainWindow(QMainWindow):
@@ -77,7 +83,7 @@ class MainWindow(QMainWindow):
         self.problems: ProblemsDialog | None = None
         self.welcome: WelcomeDialog | None = None
         self.tune: TuneDialog | None = None
-        self.tray: Tray | None = None  # set by the app where the desktop has a tray
+        self.tray: Notifier | None = None  # set by the app where the desktop has a tray
         self._quitting = False
         self.download = ModelDownload(home, parent=self)
         self._build()
@@ -89,6 +95,40 @@ class MainWindow(QMainWindow):
     # -- construction ----------------------------------------------------------------
 
     def _build(self) -> None:
+        """Create the widgets: search row, filter row, banner, results, status bar."""
+        top = self._build_search_row()
+        row = self._build_filter_row()
+        self.banner = Banner()
+        self.reasoning = ReasoningPanel()
+        self._build_results()
+
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(10, 10, 10, 4)
+        layout.addLayout(top)
+        layout.addLayout(row)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.reasoning)
+        layout.addWidget(self.split, 1)
+        self.setCentralWidget(central)
+
+        self._build_status_bar()
+        self.searching = SearchFlow(
+            self.engine,
+            self.search,
+            self.deep_button,
+            self.think_button,
+            self.filters,
+            self.model,
+            self.results,
+            self.preview,
+            self.summary,
+            self.reasoning,
+        )
+        self._set_tab_order()
+
+    def _build_search_row(self) -> QHBoxLayout:
+        """The top row: the search field, Deep search, Think and the settings gear."""
         self.search = SearchField()
         self.deep_button = QPushButton("Deep search")
         self.deep_button.setAccessibleName("Deep search")
@@ -113,7 +153,10 @@ class MainWindow(QMainWindow):
         top.addWidget(self.deep_button)
         top.addWidget(self.think_button)
         top.addWidget(self.settings_button)
+        return top
 
+    def _build_filter_row(self) -> QHBoxLayout:
+        """The second row: the filters and the search summary."""
         self.filters = FilterBar()
         self.filters.set_folders(self.engine.settings.folders)
         self.summary = QLabel()
@@ -122,9 +165,10 @@ class MainWindow(QMainWindow):
         row = QHBoxLayout()
         row.addWidget(self.filters, 1)
         row.addWidget(self.summary)
+        return row
 
-        self.banner = Banner()
-        self.reasoning = ReasoningPanel()
+    def _build_results(self) -> None:
+        """The results list beside the preview, in a splitter."""
         self.model = ResultsModel(self)
         self.results = ResultsView()
         self.results.setModel(self.model)
@@ -137,16 +181,8 @@ class MainWindow(QMainWindow):
         self.split.setStretchFactor(1, 4)
         self.split.setChildrenCollapsible(False)
 
-        central = QWidget()
-        layout = QVBoxLayout(central)
-        layout.setContentsMargins(10, 10, 10, 4)
-        layout.addLayout(top)
-        layout.addLayout(row)
-        layout.addWidget(self.banner)
-        layout.addWidget(self.reasoning)
-        layout.addWidget(self.split, 1)
-        self.setCentralWidget(central)
-
+    def _build_status_bar(self) -> None:
+        """The status bar: the last message, the model download, the index status."""
         self.info_label = QLabel()
         self.info_label.setAccessibleName("Last message")
         self.index_status = IndexStatusWidget()
@@ -168,18 +204,9 @@ class MainWindow(QMainWindow):
         self._info_timer = QTimer(self)
         self._info_timer.setSingleShot(True)
         self._info_timer.timeout.connect(self.info_label.clear)
-        self.searching = SearchFlow(
-            self.engine,
-            self.search,
-            self.deep_button,
-            self.think_button,
-            self.filters,
-            self.model,
-            self.results,
-            self.preview,
-            self.summary,
-            self.reasoning,
-        )
+
+    def _set_tab_order(self) -> None:
+        """Tab goes from the search field through the filters to the results."""
         self.setTabOrder(self.search, self.deep_button)
         self.setTabOrder(self.deep_button, self.think_button)
         self.setTabOrder(self.think_button, self.filters.folder)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from PySide6.QtCore import (
     QAbstractListModel,
@@ -173,9 +173,31 @@ class ResultDelegate(QStyledItemDelegate):
         pal: QPalette = option.palette
         dark = theme.is_dark(pal)
         rect: QRect = option.rect
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        self._paint_frame(painter, option, dark)
+        x0 = rect.left() + self.PAD
+        y = rect.top() + self.PAD
+        theme.badge_icon(r.ext, dark, self.BADGE).paint(
+            painter, QRect(x0, y, self.BADGE, self.BADGE)
+        )
+        # The text column, right of the badge.
+        column = _Column(
+            x0 + self.BADGE + self.PAD, rect.right() - self.PAD, QFont(option.font), pal
+        )
+        model = index.model()
+        frac = model.score_fraction(r) if isinstance(model, ResultsModel) else 0.0
+        y = self._paint_title(painter, column, r, frac, y)
+        y = self._paint_location(painter, column, r, y)
+        if r.passages:
+            _paint_snippet(painter, column, r.passages[0], y)
+        painter.restore()
+
+    def _paint_frame(self, painter: QPainter, option: QStyleOptionViewItem, dark: bool) -> None:
+        """The selection's background and focus edge, and the hairline below the row."""
+        pal: QPalette = option.palette
+        rect: QRect = option.rect
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         focused = bool(option.state & QStyle.StateFlag.State_HasFocus)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         # Background: a soft tint for the selection so highlights stay readable.
         if selected:
             sel = QColor(pal.color(QPalette.ColorRole.Highlight))
@@ -196,23 +218,14 @@ class ResultDelegate(QStyledItemDelegate):
             rect.left() + self.PAD, rect.bottom(), rect.right() - self.PAD, rect.bottom()
         )
 
-        x0 = rect.left() + self.PAD
-        y = rect.top() + self.PAD
-        theme.badge_icon(r.ext, dark, self.BADGE).paint(
-            painter, QRect(x0, y, self.BADGE, self.BADGE)
-        )
-        x = x0 + self.BADGE + self.PAD
-        right = rect.right() - self.PAD
-        text_color = pal.color(QPalette.ColorRole.Text)
-        dim = QColor(pal.color(QPalette.ColorRole.PlaceholderText))
-
-        base_font = QFont(option.font)
-        fm = QFontMetrics(base_font)
+    def _paint_title(
+        self, painter: QPainter, column: _Column, r: FileResult, frac: float, y: int
+    ) -> int:
+        """Line 1: the name (bold) ... the date, the score bar (``frac`` full); returns
+        the top of the next line."""
+        pal, x, right = column.palette, column.left, column.right
+        fm = QFontMetrics(column.font)
         line = fm.height()
-
-        # Line 1: name (bold) ... date, score bar.
-        model = index.model()
-        frac = model.score_fraction(r) if isinstance(model, ResultsModel) else 0.0
         bar = QRectF(right - self.BAR_W, y + line / 2 - 3, self.BAR_W, 6)
         painter.setPen(Qt.PenStyle.NoPen)
         track = QColor(pal.color(QPalette.ColorRole.Mid))
@@ -226,26 +239,29 @@ class ResultDelegate(QStyledItemDelegate):
         date = format_date(r.mtime)
         date_w = fm.horizontalAdvance(date)
         date_x = int(bar.left()) - 10 - date_w
-        painter.setFont(base_font)
-        painter.setPen(dim)
+        painter.setFont(column.font)
+        painter.setPen(column.dim)
         painter.drawText(QRect(date_x, y, date_w, line), Qt.AlignmentFlag.AlignVCenter, date)
 
-        bold = QFont(base_font)
+        bold = QFont(column.font)
         bold.setBold(True)
         painter.setFont(bold)
-        painter.setPen(text_color)
+        painter.setPen(column.text_color)
         name = QFontMetrics(bold).elidedText(
             os.path.basename(r.path), Qt.TextElideMode.ElideMiddle, date_x - 10 - x
         )
         painter.drawText(QRect(x, y, date_x - 10 - x, line), Qt.AlignmentFlag.AlignVCenter, name)
-        y += line + 2
+        return y + line + 2
 
-        # Line 2: folder, heading, page, extra passages (dim, small).
-        small = QFont(base_font)
-        small.setPointSizeF(max(7.0, base_font.pointSizeF() * 0.9))
+    def _paint_location(self, painter: QPainter, column: _Column, r: FileResult, y: int) -> int:
+        """Line 2 (dim, small): folder and heading ... page, OCR, extra passages; returns
+        the top of the next line."""
+        x, right = column.left, column.right
+        small = QFont(column.font)
+        small.setPointSizeF(max(7.0, column.font.pointSizeF() * 0.9))
         sfm = QFontMetrics(small)
         painter.setFont(small)
-        painter.setPen(dim)
+        painter.setPen(column.dim)
         best: Passage | None = r.passages[0] if r.passages else None
         tail: list[str] = []
         if best is not None and best.page is not None:
@@ -271,35 +287,58 @@ class ResultDelegate(QStyledItemDelegate):
                 Qt.AlignmentFlag.AlignVCenter,
                 tail_text,
             )
-        y += sfm.height() + 6
+        return y + sfm.height() + 6
 
-        # Lines 3-4: the snippet with the query's terms highlighted, clipped to two lines.
-        if best is not None:
-            back, fore = theme.highlight_colors(pal)
-            doc = QTextDocument()
-            doc.setDocumentMargin(0)
-            doc.setDefaultFont(base_font)
-            doc.setHtml(
-                f'<div style="color:{text_color.name()}">'
-                + highlighted_html(best.snippet, list(best.highlights), back, fore)
-                + "</div>"
-            )
-            doc.setTextWidth(right - x)
-            # Clip at the bottom of the second line as laid out (not a guessed height).
-            clip_h = float(fm.lineSpacing() * 2)
-            doc.size()  # lays the text out: the block's lines exist only after this
-            block_layout = doc.firstBlock().layout()
-            if block_layout is not None and block_layout.lineCount() >= 2:
-                second = block_layout.lineAt(1)
-                clip_h = block_layout.position().y() + second.y() + second.height()
-            clip = QRectF(0, 0, right - x, clip_h)
-            painter.translate(x, y)
-            painter.setClipRect(clip)
-            ctx = QAbstractTextDocumentLayout.PaintContext()
-            ctx.clip = clip
-            ctx.palette.setColor(QPalette.ColorRole.Text, text_color)
-            doc.documentLayout().draw(painter, ctx)
-        painter.restore()
+
+class _Column(NamedTuple):
+    """The text column of a row: its left and right edges, base font and palette."""
+
+    left: int
+    right: int
+    font: QFont
+    palette: QPalette
+
+    @property
+    def text_color(self) -> QColor:
+        """The colour of names and snippets."""
+        return self.palette.color(QPalette.ColorRole.Text)
+
+    @property
+    def dim(self) -> QColor:
+        """The colour of dates, folders and other secondary text."""
+        return QColor(self.palette.color(QPalette.ColorRole.PlaceholderText))
+
+
+def _paint_snippet(painter: QPainter, column: _Column, best: Passage, y: int) -> None:
+    """Lines 3-4: the snippet with the query's terms highlighted, clipped to two lines.
+
+    Leaves the painter translated to the snippet and clipped: the caller restores it.
+    """
+    x, right, text_color = column.left, column.right, column.text_color
+    back, fore = theme.highlight_colors(column.palette)
+    doc = QTextDocument()
+    doc.setDocumentMargin(0)
+    doc.setDefaultFont(column.font)
+    doc.setHtml(
+        f'<div style="color:{text_color.name()}">'
+        + highlighted_html(best.snippet, list(best.highlights), back, fore)
+        + "</div>"
+    )
+    doc.setTextWidth(right - x)
+    # Clip at the bottom of the second line as laid out (not a guessed height).
+    clip_h = float(QFontMetrics(column.font).lineSpacing() * 2)
+    doc.size()  # lays the text out: the block's lines exist only after this
+    block_layout = doc.firstBlock().layout()
+    if block_layout is not None and block_layout.lineCount() >= 2:
+        second = block_layout.lineAt(1)
+        clip_h = block_layout.position().y() + second.y() + second.height()
+    clip = QRectF(0, 0, right - x, clip_h)
+    painter.translate(x, y)
+    painter.setClipRect(clip)
+    ctx = QAbstractTextDocumentLayout.PaintContext()
+    ctx.clip = clip
+    ctx.palette.setColor(QPalette.ColorRole.Text, text_color)
+    doc.documentLayout().draw(painter, ctx)
 
 
 def home_relative(folder: str) -> str:

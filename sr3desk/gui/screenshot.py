@@ -21,6 +21,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sr3desk.gui.mainwindow import MainWindow
+    from sr3desk.index.types import Progress
+    from sr3desk.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -91,101 +97,153 @@ def shoot(
 ) -> None:
     """Index the sample corpus, search for ``query`` and save the window to ``out``
     (``deep``: after a deep search, with the Think tooltip, as the whole screen)."""
-    from PySide6.QtCore import QEventLoop, QPoint, Qt, QTimer
-    from PySide6.QtGui import QGuiApplication
-    from PySide6.QtTest import QTest
-    from PySide6.QtWidgets import QToolTip
-
     from sr3desk.gui.app import create_window, make_app
-    from sr3desk.gui.status import describe_progress
-    from sr3desk.index.types import Progress
-    from sr3desk.search.rerank import default_reranker_dir
-    from sr3desk.settings import Settings
 
     work = Path(tempfile.mkdtemp(prefix="sr3desk-shot-"))
     try:
-        # The installed cross-encoder stays where it is when HOME moves below.
-        os.environ.setdefault("SR3DESK_RERANKER", str(default_reranker_dir()))
-        # Folders show relative to the home directory, as on a user's machine.
-        os.environ["HOME"] = str(work)
-        home = work / ".local" / "share" / "sr3desk"
-        home.mkdir(parents=True, mode=0o700)
-        docs = build_corpus(work)
-        settings = Settings(
-            model_path=str(model.resolve()) if model else None,
-            folders=[str(docs)],
-            first_run_done=True,
-            threads=threads,
-        )
-        settings.save(home)
+        home, settings, docs = _prepare_home(work, model, threads)
         app = make_app([sys.argv[0]])
         window = create_window(home, settings)
         window.resize(width, height)
         window.show()
-        loop = QEventLoop()
-
-        def wait(signal: object, timeout_s: float) -> None:
-            timer = QTimer()
-            timer.setSingleShot(True)
-            timer.timeout.connect(loop.quit)
-            signal.connect(loop.quit)  # type: ignore[attr-defined]
-            timer.start(int(timeout_s * 1000))
-            loop.exec()
-            signal.disconnect(loop.quit)  # type: ignore[attr-defined]
-            if not timer.isActive():
-                raise SystemExit(f"timed out after {timeout_s:.0f} s waiting for {signal}")
-            timer.stop()
-
-        last_note = [0.0]
-
-        def note(p: Progress) -> None:
-            now = time.monotonic()
-            if now - last_note[0] >= 10:
-                last_note[0] = now
-                log.info("%s", describe_progress(p))
-
-        window.engine.progress.connect(note)
-        window.start()
-        log.info("indexing %s", docs)
-        wait(window.engine.indexing_finished, 1800)
-        if model is not None and not window.engine.model_loaded:
-            wait(window.engine.model_ready, 300)
-        stage = 2 if model is not None else 1
-        # Twice: the first hybrid search also measures the model on this index
-        # (once, then cached), which is not what a search normally costs.
-        for _ in range(2):
-            window.search.clear()
-            QTest.keyClicks(window.search, query)
-            while window.searching.stage < stage:
-                wait(window.results_shown, 600)
-        if window.model.rowCount() == 0:
-            raise SystemExit(f"no results for {query!r}: nothing to show")
-        if window.preview.result is None or not window.preview.hit_text:
-            wait(window.preview_shown, 60)
+        waiter = _Waiter()
+        _index(window, docs, model is not None, waiter)
+        _search(window, query, 2 if model is not None else 1, waiter)
         if deep:
-            before = [r.path for r in window.model.results()]
-            QTest.keyClick(window.search, Qt.Key.Key_Return)
-            wait(window.deep_search_done, 300)
-            after = [r.path for r in window.model.results()]
-            log.info("instant: %s", [Path(p).name for p in before[:5]])
-            log.info("deep:    %s (%s)", [Path(p).name for p in after[:5]], window.summary.text())
-            button = window.think_button
-            QToolTip.showText(button.mapToGlobal(QPoint(0, button.height())), button.toolTip())
-        # Let the preview scroll and the status bar settle before grabbing.
-        QTimer.singleShot(600, loop.quit)
-        loop.exec()
-        window.info_label.clear()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        screen = QGuiApplication.primaryScreen()
-        picture = screen.grabWindow(0) if deep and screen is not None else window.grab()
-        if not picture.save(str(out)):
-            raise SystemExit(f"cannot write {out}")
-        log.info("wrote %s", out)
+            _deep_search(window, waiter)
+        _grab(window, out, deep, waiter)
         window.close()
         window.engine.shutdown(5.0)
         app.processEvents()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _prepare_home(
+    work: Path, model: Path | None, threads: int | None
+) -> tuple[Path, Settings, Path]:
+    """Make ``work`` the home directory, with the sample corpus and saved settings.
+
+    Returns the data directory, the settings saved there and the corpus folder.
+    """
+    from sr3desk.search.rerank import default_reranker_dir
+    from sr3desk.settings import Settings
+
+    # The installed cross-encoder stays where it is when HOME moves below.
+    os.environ.setdefault("SR3DESK_RERANKER", str(default_reranker_dir()))
+    # Folders show relative to the home directory, as on a user's machine.
+    os.environ["HOME"] = str(work)
+    home = work / ".local" / "share" / "sr3desk"
+    home.mkdir(parents=True, mode=0o700)
+    docs = build_corpus(work)
+    settings = Settings(
+        model_path=str(model.resolve()) if model else None,
+        folders=[str(docs)],
+        first_run_done=True,
+        threads=threads,
+    )
+    settings.save(home)
+    return home, settings, docs
+
+
+class _Waiter:
+    """Runs a local event loop until a signal fires; a timeout ends the program."""
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import QEventLoop
+
+        self.loop = QEventLoop()
+
+    def wait(self, signal: object, timeout_s: float) -> None:
+        """Wait for ``signal``; SystemExit after ``timeout_s`` seconds without it."""
+        from PySide6.QtCore import QTimer
+
+        loop = self.loop
+        timer = QTimer()
+        timer.setSingleShot(True)
+        timer.timeout.connect(loop.quit)
+        signal.connect(loop.quit)  # type: ignore[attr-defined]
+        timer.start(int(timeout_s * 1000))
+        loop.exec()
+        signal.disconnect(loop.quit)  # type: ignore[attr-defined]
+        if not timer.isActive():
+            raise SystemExit(f"timed out after {timeout_s:.0f} s waiting for {signal}")
+        timer.stop()
+
+    def settle(self, ms: int) -> None:
+        """Run the event loop for ``ms`` milliseconds."""
+        from PySide6.QtCore import QTimer
+
+        QTimer.singleShot(ms, self.loop.quit)
+        self.loop.exec()
+
+
+def _index(window: MainWindow, docs: Path, with_model: bool, waiter: _Waiter) -> None:
+    """Start the window, wait for the index of ``docs`` and (``with_model``) the model."""
+    from sr3desk.gui.status import describe_progress
+
+    last_note = [0.0]
+
+    def note(p: Progress) -> None:
+        now = time.monotonic()
+        if now - last_note[0] >= 10:
+            last_note[0] = now
+            log.info("%s", describe_progress(p))
+
+    window.engine.progress.connect(note)
+    window.start()
+    log.info("indexing %s", docs)
+    waiter.wait(window.engine.indexing_finished, 1800)
+    if with_model and not window.engine.model_loaded:
+        waiter.wait(window.engine.model_ready, 300)
+
+
+def _search(window: MainWindow, query: str, stage: int, waiter: _Waiter) -> None:
+    """Type ``query``, wait for results of ``stage`` (1 keyword, 2 hybrid) and the preview."""
+    from PySide6.QtTest import QTest
+
+    # Twice: the first hybrid search also measures the model on this index
+    # (once, then cached), which is not what a search normally costs.
+    for _ in range(2):
+        window.search.clear()
+        QTest.keyClicks(window.search, query)
+        while window.searching.stage < stage:
+            waiter.wait(window.results_shown, 600)
+    if window.model.rowCount() == 0:
+        raise SystemExit(f"no results for {query!r}: nothing to show")
+    if window.preview.result is None or not window.preview.hit_text:
+        waiter.wait(window.preview_shown, 60)
+
+
+def _deep_search(window: MainWindow, waiter: _Waiter) -> None:
+    """Press Enter, wait for the re-ranked list and show the Think button's tooltip."""
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QToolTip
+
+    before = [r.path for r in window.model.results()]
+    QTest.keyClick(window.search, Qt.Key.Key_Return)
+    waiter.wait(window.deep_search_done, 300)
+    after = [r.path for r in window.model.results()]
+    log.info("instant: %s", [Path(p).name for p in before[:5]])
+    log.info("deep:    %s (%s)", [Path(p).name for p in after[:5]], window.summary.text())
+    button = window.think_button
+    QToolTip.showText(button.mapToGlobal(QPoint(0, button.height())), button.toolTip())
+
+
+def _grab(window: MainWindow, out: Path, deep: bool, waiter: _Waiter) -> None:
+    """Save the window (``deep``: the whole screen) to ``out`` once it has settled."""
+    from PySide6.QtGui import QGuiApplication
+
+    # Let the preview scroll and the status bar settle before grabbing.
+    waiter.settle(600)
+    window.info_label.clear()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    screen = QGuiApplication.primaryScreen()
+    picture = screen.grabWindow(0) if deep and screen is not None else window.grab()
+    if not picture.save(str(out)):
+        raise SystemExit(f"cannot write {out}")
+    log.info("wrote %s", out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -314,8 +314,23 @@ class SettingsDialog(QDialog):
 
         tabs = QTabWidget()
         tabs.setAccessibleName("Settings sections")
+        tabs.addTab(self._folders_tab(settings), "Folders")
+        tabs.addTab(self._model_tab(settings), "Model")
+        tabs.addTab(self._storage_tab(home), "Storage")
 
-        # Folders tab.
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        self.model.validity_changed.connect(self._update_ok)
+        layout = QVBoxLayout(self)
+        layout.addWidget(tabs, 1)
+        layout.addWidget(self.buttons)
+        self._update_ok(self.model.valid)
+
+    def _folders_tab(self, settings: Settings) -> QWidget:
+        """The Folders tab: folders, exclusions, size limit, OCR, background indexing."""
         folders_tab = QWidget()
         self.folders = FolderEditor()
         self.folders.list.set_folders(list(settings.folders))
@@ -356,9 +371,10 @@ class SettingsDialog(QDialog):
         )
         self.background.setChecked(settings.background_indexing)
         form.addRow("", self.background)
-        tabs.addTab(folders_tab, "Folders")
+        return folders_tab
 
-        # Model tab.
+    def _model_tab(self, settings: Settings) -> QWidget:
+        """The Model tab: model file, threads, GPU layers, reasoning, deep search."""
         model_tab = QWidget()
         self.model = ModelChooser(allow_empty=True)
         self.model.set_path(settings.model_path)
@@ -396,9 +412,10 @@ class SettingsDialog(QDialog):
         mform.addRow("GPU layers:", self.gpu_layers)
         mform.addRow("", self.reason)
         mform.addRow("", self.deep)
-        tabs.addTab(model_tab, "Model")
+        return model_tab
 
-        # Storage tab.
+    def _storage_tab(self, home: Path) -> QWidget:
+        """The Storage tab: the data directory."""
         data_tab = QWidget()
         self.data_dir = QLineEdit(str(home))
         self.data_dir.setAccessibleName("Data directory")
@@ -417,18 +434,7 @@ class SettingsDialog(QDialog):
         dform = QFormLayout(data_tab)
         dform.addRow("Data directory:", row)
         dform.addRow("", note)
-        tabs.addTab(data_tab, "Storage")
-
-        self.buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
-        )
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
-        self.model.validity_changed.connect(self._update_ok)
-        layout = QVBoxLayout(self)
-        layout.addWidget(tabs, 1)
-        layout.addWidget(self.buttons)
-        self._update_ok(self.model.valid)
+        return data_tab
 
     def _update_ok(self, valid: bool) -> None:
         ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)

@@ -4,9 +4,10 @@ It runs the same child as the command line (``python -m training.tune``, built b
 :func:`sr3desk.tuning.tune_command`) with a QProcess, in a session of its own, so that
 Pause and Resume (SIGSTOP, SIGCONT) and Cancel (SIGKILL) reach the stages it starts
 (``training.sft``, ``training.export``, ``training.eval``) as well. Progress comes from
-what the run measures: the stage lines the child logs (``== sft: …``), the probe's
-``… s/step measured: N steps …`` and SFT's own ``tune-staging/sft/log.jsonl``
-(:class:`RunProgress`, :func:`estimate`). The child writes only in
+what the run measures, in the events it writes on its standard output
+(:class:`sr3desk.tuning.TuneEvent`): each stage as it begins, the SFT steps planned, and
+SFT's steps with their measured time (:class:`RunProgress`, :func:`estimate`); its log
+(standard error) is only kept for a failure's message. The child writes only in
 ``<data dir>/tune-staging/`` until its end, so a cancelled run changes nothing (what it
 wrote there is removed). At the end the dialog shows the held-out nDCG@10 of keyword
 search, the current and the tuned model, and the verdict; a winning model becomes the
@@ -16,11 +17,8 @@ with an Undo button (:func:`sr3desk.tuning.undo`).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
-import re
 import shutil
 import signal
 from collections.abc import Callable, Sequence
@@ -48,13 +46,19 @@ from PySide6.QtWidgets import (
 from sr3desk.errors import Sr3Error
 from sr3desk.gui import message
 from sr3desk.gui.workers import start_job
+from sr3desk.index.background import start_background_index
+from sr3desk.settings import Settings
 from sr3desk.tuning import (
-    RESULT,
+    EVENT_ERROR,
+    EVENT_PLAN,
+    EVENT_PROGRESS,
+    EVENT_RESULT,
+    EVENT_STAGE,
     STAGING,
     TRAIN_SHARE,
+    TuneEvent,
     checkpoint_of,
     missing_train_extra,
-    start_background_index,
     switch_default,
     tune_command,
     undo,
@@ -74,54 +78,43 @@ STAGE_NAMES = {
     "export": "Writing the model file",
     "eval": "Comparing the models on held-out files",
 }
-# training.tune's log lines (after its time stamp): a stage starts; the probe's outcome.
-_STAGE_LINE = re.compile(r"(?:^|\s)== (\w+): ")
-_PROBE_LINE = re.compile(r"(?:^|\s)([0-9.]+) s/step measured: (\d+) steps")
 
 
 @dataclass
 class RunProgress:
     """What a run has shown so far: its stage and, for SFT, its steps and their time.
 
-    ``minutes`` is the time asked; ``steps`` the SFT steps planned (the probe's line, or
-    the steps asked); ``step`` the last step SFT logged; ``s_per_step`` the latest
-    measured step time; ``sft_start``/``sft_end`` the seconds into the run when SFT
-    began and ended (None: not yet).
+    ``minutes`` is the time asked; ``steps`` the SFT steps planned (the run's plan
+    event); ``step`` the last step SFT logged; ``s_per_step`` the latest measured step
+    time; ``sft_start``/``sft_end`` the seconds into the run when SFT began and ended
+    (None: not yet).
     """
 
     minutes: float
-    stage: str = "data"  # it logs no start line: what runs before the probe
+    stage: str = "data"  # the first stage
     steps: int = 0
     step: int = 0
     s_per_step: float | None = None
     sft_start: float | None = None
     sft_end: float | None = None
 
-    def read_line(self, line: str, elapsed: float) -> bool:
-        """Take one line the child logged, ``elapsed`` seconds into the run; returns
-        True when a new stage began."""
-        probe = _PROBE_LINE.search(line)
-        if probe:
-            self.s_per_step, self.steps = float(probe.group(1)), int(probe.group(2))
+    def read_event(self, event: TuneEvent, elapsed: float) -> bool:
+        """Take one event of the run, ``elapsed`` seconds into it; returns True when a
+        new stage began."""
+        if event.event in (EVENT_PLAN, EVENT_PROGRESS):
+            self.steps = event.steps or self.steps
+            self.step = max(self.step, event.step)
+            if event.s_per_step:
+                self.s_per_step = float(event.s_per_step)
             return False
-        found = _STAGE_LINE.search(line)
-        if found is None:
-            return False
-        stage = found.group(1)
-        if stage == self.stage:
+        if event.event != EVENT_STAGE or event.stage == self.stage:
             return False
         if self.stage == "sft" and self.sft_end is None:
             self.sft_end = elapsed
-        if stage == "sft":
+        if event.stage == "sft":
             self.sft_start = elapsed
-        self.stage = stage
+        self.stage = event.stage
         return True
-
-    def read_sft_record(self, record: dict[str, Any]) -> None:
-        """Take SFT's latest ``log.jsonl`` record (its ``step`` and ``s_per_step``)."""
-        self.step = max(self.step, int(record.get("step", 0)))
-        if record.get("s_per_step"):
-            self.s_per_step = float(record["s_per_step"])
 
 
 def estimate(progress: RunProgress, elapsed: float) -> tuple[float, float | None]:
@@ -175,26 +168,6 @@ def format_left(seconds: float | None) -> str:
     return f"about {round(seconds / 60)} min left"
 
 
-def last_record(log_file: Path) -> dict[str, Any] | None:
-    """The last complete JSON line of ``log_file`` (SFT's ``log.jsonl``); None when there
-    is none yet. Reads only its tail: the file grows with the steps."""
-    try:
-        with log_file.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 8192))
-            tail = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return None
-    for line in reversed(tail.splitlines()):
-        if line.endswith("}"):
-            with contextlib.suppress(ValueError):
-                record = json.loads(line)
-                if isinstance(record, dict):
-                    return record
-    return None
-
-
 def blocker(model_path: str | None) -> str | None:
     """Why tuning cannot start with ``model_path`` as the default model, in one line (the
     ``train`` extra first); None when it can."""
@@ -224,11 +197,12 @@ class TuneDialog(QDialog):
     verdict. ``home`` is the data directory, ``model_path`` the default model's GGUF.
     ``apply_model`` is called with the new default model's path after a switch or an
     undo (the window applies it, which indexes); without it a switch starts
-    :func:`sr3desk.tuning.start_background_index`. ``steps``, ``margin``, ``teacher``
+    :func:`sr3desk.index.background.start_background_index`. ``steps``, ``margin``, ``teacher``
     and ``overrides`` pass to :func:`sr3desk.tuning.tune_command` (tests, benchmarks)."""
 
     stage_changed = Signal(str)  # the stage that began (a key of STAGE_NAMES)
     progressed = Signal(object)  # RunProgress, once a second while running
+    event_read = Signal(object)  # each TuneEvent the run sent
     run_ended = Signal(object)  # the result, or None: it failed or was cancelled
     model_switched = Signal(object)  # the default model's path (None: keyword search)
 
@@ -256,7 +230,10 @@ class TuneDialog(QDialog):
         self.outcome: dict[str, Any] | None = None
         self.cancelled = False
         self.paused = False
-        self._last_line = ""
+        self._last_line = ""  # of the run's log: said when it fails without an error event
+        self._log_tail = b""
+        self._result: dict[str, Any] | None = None
+        self._error_message = ""
         self._clock = QElapsedTimer()
         self._paused_ms = 0
         self._paused_at = 0
@@ -387,6 +364,7 @@ class TuneDialog(QDialog):
         )
         self.progress = RunProgress(minutes, steps=self.steps)
         self.outcome, self.cancelled, self.paused, self._last_line = None, False, False, ""
+        self._log_tail, self._result, self._error_message = b"", None, ""
         proc = QProcess(self)
         params = QProcess.UnixProcessParameters()
         # Its own session: signals to its group reach the stages it starts.
@@ -397,9 +375,9 @@ class TuneDialog(QDialog):
         env = QProcessEnvironment.systemEnvironment()
         env.insert("PYTHONUNBUFFERED", "1")
         proc.setProcessEnvironment(env)
-        proc.setStandardOutputFile(QProcess.nullDevice())
-        proc.setReadChannel(QProcess.ProcessChannel.StandardError)  # its log
-        proc.readyReadStandardError.connect(self._read)
+        proc.setReadChannel(QProcess.ProcessChannel.StandardOutput)  # its events
+        proc.readyReadStandardOutput.connect(self._read)
+        proc.readyReadStandardError.connect(self._read_log)
         proc.finished.connect(self._exited)
         proc.errorOccurred.connect(self._error)
         self.proc = proc
@@ -477,24 +455,38 @@ class TuneDialog(QDialog):
         if self.proc is None or self.progress is None:
             return
         while self.proc.canReadLine():
-            line = bytes(self.proc.readLine().data()).decode("utf-8", "replace").rstrip()
-            if not line:
+            line = bytes(self.proc.readLine().data()).decode("utf-8", "replace").strip()
+            event = TuneEvent.from_line(line) if line else None
+            if event is None:
+                if line:
+                    log.debug("tune (not an event): %s", line)
                 continue
-            self._last_line = line
-            log.debug("tune: %s", line)
-            if self.progress.read_line(line, self.elapsed()):
+            self.event_read.emit(event)
+            if event.event == EVENT_RESULT:
+                self._result = event.result
+            elif event.event == EVENT_ERROR:
+                self._error_message = event.message
+            elif self.progress.read_event(event, self.elapsed()):
                 log.info("tune stage: %s", self.progress.stage)
                 self.stage_changed.emit(self.progress.stage)
                 self._update()
+
+    @Slot()
+    def _read_log(self) -> None:
+        if self.proc is None:
+            return
+        lines = (self._log_tail + bytes(self.proc.readAllStandardError().data())).split(b"\n")
+        self._log_tail = lines.pop()  # a line not yet ended
+        for raw in lines:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                self._last_line = line
+                log.debug("tune: %s", line)
 
     def _update(self) -> None:
         p = self.progress
         if p is None or self.cancelled:
             return
-        if p.stage == "sft" and not self.paused:
-            record = last_record(self.home / STAGING / "sft" / "log.jsonl")
-            if record is not None:
-                p.read_sft_record(record)
         done, left = estimate(p, self.elapsed())
         name = STAGE_NAMES.get(p.stage, p.stage)
         if p.stage == "sft" and p.steps:
@@ -507,21 +499,17 @@ class TuneDialog(QDialog):
     @Slot(int, QProcess.ExitStatus)
     def _exited(self, code: int, status: QProcess.ExitStatus) -> None:
         self._read()
+        self._read_log()
         self._tick.stop()
         _set_visible(False, self.pause_button, self.cancel_button)
         if self.cancelled:
             self._discard()
             return
-        result_file = self.home / STAGING / RESULT
-        if status == QProcess.ExitStatus.NormalExit and code == 0 and result_file.is_file():
-            try:
-                result = json.loads(result_file.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                self._failed(f"Tuning failed: cannot read {result_file}: {exc}")
-                return
-            self._show_result(result)
+        if status == QProcess.ExitStatus.NormalExit and code == 0 and self._result is not None:
+            self._show_result(self._result)
             return
-        self._failed(f"Tuning failed (exit {code}): {self._last_line or 'no output'}")
+        why = self._error_message or self._last_line or "no output"
+        self._failed(f"Tuning failed (exit {code}): {why}")
 
     @Slot(QProcess.ProcessError)
     def _error(self, error: QProcess.ProcessError) -> None:
@@ -603,7 +591,7 @@ class TuneDialog(QDialog):
         if self.apply_model is not None:
             self.apply_model(path)
         elif index:
-            start_background_index(self.home)
+            start_background_index(self.home, Settings.load(self.home))
         self.model_switched.emit(path)
 
     def undo(self) -> None:

@@ -63,23 +63,52 @@ class WelcomeDialog(QDialog):
         self._settings = settings
         self.download = download
 
-        title = QLabel("Welcome to sr3desk")
-        font = title.font()
-        font.setPointSizeF(font.pointSizeF() * 1.5)
-        font.setBold(True)
-        title.setFont(font)
-        intro = QLabel(
-            "Find things in your documents by what they mean, not only by their words. "
-            "Everything stays on this computer."
-        )
-        intro.setWordWrap(True)
-
+        title, intro = _header()
         folders_box = QGroupBox("Folders to search")
         self.folders = FolderEditor()
         self.folders.list.set_folders(list(settings.folders) or suggested_folders())
         fl = QVBoxLayout(folders_box)
         fl.addWidget(self.folders)
+        model_box = self._model_box()
 
+        self.buttons = QDialogButtonBox()
+        self.start_button = self.buttons.addButton(
+            "Start searching", QDialogButtonBox.ButtonRole.AcceptRole
+        )
+        self.start_button.setAccessibleName("Start searching")
+        self.start_button.setDefault(True)
+        self.buttons.accepted.connect(self.accept)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(title)
+        layout.addWidget(intro)
+        layout.addWidget(folders_box, 1)
+        layout.addWidget(model_box)
+        layout.addWidget(self.buttons)
+
+        self.choice.idToggled.connect(self._update)
+        self.file_chooser.validity_changed.connect(lambda _v: self._update())
+        self.installed_check.validity_changed.connect(self._installed_checked)
+        self.fetch_button.clicked.connect(self._start_download)
+        self.cancel_button.clicked.connect(download.cancel)
+        download.progress.connect(self._fetch_progress)
+        download.failed.connect(self._fetch_failed)
+        download.cancelled.connect(self._fetch_cancelled)
+        download.finished.connect(self._fetch_finished)
+
+        if settings.model_path:
+            self.installed_details.setText("Checking the installed model…")
+            self.installed_check.set_path(settings.model_path)
+            self.installed.setChecked(True)
+        else:
+            self.installed.setEnabled(False)
+            self.installed_details.setText("No model is installed yet.")
+            self.from_file.setChecked(True)
+        self._fetch_idle()
+        self._update()
+
+    def _model_box(self) -> QGroupBox:
+        """The Model group: installed, file, download (with its progress) or none."""
         model_box = QGroupBox("Model")
         self.choice = QButtonGroup(self)
         self.installed = QRadioButton("Use the installed model")
@@ -133,42 +162,7 @@ class WelcomeDialog(QDialog):
         ml.addWidget(_indented_layout(fetch_row))
         ml.addWidget(_indented(self.fetch_status))
         ml.addWidget(self.none)
-
-        self.buttons = QDialogButtonBox()
-        self.start_button = self.buttons.addButton(
-            "Start searching", QDialogButtonBox.ButtonRole.AcceptRole
-        )
-        self.start_button.setAccessibleName("Start searching")
-        self.start_button.setDefault(True)
-        self.buttons.accepted.connect(self.accept)
-
-        layout = QVBoxLayout(self)
-        layout.addWidget(title)
-        layout.addWidget(intro)
-        layout.addWidget(folders_box, 1)
-        layout.addWidget(model_box)
-        layout.addWidget(self.buttons)
-
-        self.choice.idToggled.connect(self._update)
-        self.file_chooser.validity_changed.connect(lambda _v: self._update())
-        self.installed_check.validity_changed.connect(self._installed_checked)
-        self.fetch_button.clicked.connect(self._start_download)
-        self.cancel_button.clicked.connect(download.cancel)
-        download.progress.connect(self._fetch_progress)
-        download.failed.connect(self._fetch_failed)
-        download.cancelled.connect(self._fetch_cancelled)
-        download.finished.connect(self._fetch_finished)
-
-        if settings.model_path:
-            self.installed_details.setText("Checking the installed model…")
-            self.installed_check.set_path(settings.model_path)
-            self.installed.setChecked(True)
-        else:
-            self.installed.setEnabled(False)
-            self.installed_details.setText("No model is installed yet.")
-            self.from_file.setChecked(True)
-        self._fetch_idle()
-        self._update()
+        return model_box
 
     # -- model choice -------------------------------------------------------------------
 
@@ -259,6 +253,21 @@ class WelcomeDialog(QDialog):
         self.fetch_status.setText(f"Model ready: {path}")
         self._fetch_idle()
         self._update()
+
+
+def _header() -> tuple[QLabel, QLabel]:
+    """The dialog's title (large, bold) and its one-paragraph introduction."""
+    title = QLabel("Welcome to sr3desk")
+    font = title.font()
+    font.setPointSizeF(font.pointSizeF() * 1.5)
+    font.setBold(True)
+    title.setFont(font)
+    intro = QLabel(
+        "Find things in your documents by what they mean, not only by their words. "
+        "Everything stays on this computer."
+    )
+    intro.setWordWrap(True)
+    return title, intro
 
 
 def _indented(widget: QWidget) -> QWidget:

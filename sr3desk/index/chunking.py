@@ -48,7 +48,9 @@ if TYPE_CHECKING:
 # Boundary strengths: where a piece may start, strongest first.
 PARAGRAPH, SENTENCE, LINE, WORD, CHAR = 4, 3, 2, 1, 0
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
-_SENTENCE_END = re.compile(r"[.!?][\"'\u201d\u2019)\]]*(?=\s)")
+# Where a sentence piece may start: after . ! ? and any closing quotes or brackets,
+# before whitespace.
+_SENTENCE_BREAK = re.compile(r"[.!?][\"'\u201d\u2019)\]]*(?=\s)")
 _SPACE = re.compile(r"\s")
 _APPROX_TOKEN = re.compile(r"\w{1,5}|[^\w\s]")
 
@@ -116,7 +118,7 @@ class Chunker:
         if level == PARAGRAPH:
             found = [m.start() for m in _PARAGRAPH_BREAK.finditer(text, start, end)]
         elif level == SENTENCE:
-            found = [m.end() for m in _SENTENCE_END.finditer(text, start, end)]
+            found = [m.end() for m in _SENTENCE_BREAK.finditer(text, start, end)]
         elif level == LINE:
             found = []
             pos = text.find("\n", start, end)
@@ -221,7 +223,7 @@ class Chunker:
         want = int(self.overlap * ratio)
         pos = max(start + 1, end - want)
         for _ in range(6):
-            sentence = _SENTENCE_END.search(text, pos, end)
+            sentence = _SENTENCE_BREAK.search(text, pos, end)
             # A sentence start, unless it would leave only a sliver of the window.
             if sentence is not None and sentence.end() <= pos + (end - pos) * 2 // 3:
                 pos = sentence.end()

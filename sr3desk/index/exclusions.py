@@ -92,7 +92,9 @@ class Rules:
                 best = root
         return best
 
-    def _user_excluded(self, path: str, name: str) -> bool:
+    def user_excluded(self, path: str, name: str) -> bool:
+        """True when ``path`` (named ``name``) matches one of the user's exclude patterns
+        (by name, or by its path relative to its root)."""
         if not self.user:
             return False
         root = self.root_of(path)
@@ -113,7 +115,7 @@ class Rules:
             return True
         if not self.options.include_hidden and name.startswith("."):
             return True
-        return self._user_excluded(path, name)
+        return self.user_excluded(path, name)
 
     def file_excluded(self, path: str, name: str) -> bool:
         """True when the file ``path`` is left out without a word."""
@@ -121,7 +123,7 @@ class Rules:
             return True
         if self.options.default_excludes and _scratch(name):
             return True
-        return self._user_excluded(path, name)
+        return self.user_excluded(path, name)
 
     def path_excluded(self, path: str) -> bool:
         """True when ``path`` or any folder between it and its root is excluded

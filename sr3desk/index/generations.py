@@ -7,7 +7,8 @@ new model's generation is filled beside the old, which keeps serving until the
 new one is complete; then the pointer is swapped (an atomic rename). The old one
 is kept as the *previous* generation, so that going back to its model serves it
 again at once (:meth:`Pointer.restore_previous`); the one it replaces there is
-dropped a minute later. Vectors of two models are never in one table.
+dropped a minute later. :meth:`Pointer.open_for_writer` holds the table of these
+states and takes every decision on them. Vectors of two models are never in one table.
 
 Each generation records the table *layout* it was written with. A generation of
 an older layout stays readable; its writer upgrades it
@@ -20,6 +21,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -179,7 +181,8 @@ class Pointer:
     """``generations.json`` of one index folder, reloaded when the file changes.
 
     Readers call :meth:`refresh` before each read (one ``stat``); the writer
-    changes the pointer through the lifecycle methods, each of which saves it.
+    changes the pointer through the events of :meth:`open_for_writer`'s table, each
+    of which saves it.
     """
 
     def __init__(self, index_dir: Path) -> None:
@@ -242,43 +245,60 @@ class Pointer:
                 return gen
         return None
 
-    def create(self, model: ModelLike | None) -> Generation:
-        """A new generation for ``model`` (not saved: :meth:`adopt` it once its
-        tables exist)."""
-        key = f"g{self.meta.next_key}"
-        if model is None:
-            return Generation(key, KEYWORD_MODEL, created=time.time())
-        return Generation(
-            key,
-            model.model_id,
-            model_name=model.name,
-            model_path=str(model.path),
-            dim=int(model.dim),
-            created=time.time(),
-        )
+    def open_for_writer(
+        self, model: ModelLike | None, make_tables: Callable[[Generation], None]
+    ) -> Generation:
+        """Take the transition a writer opening with ``model`` calls for; returns the
+        generation it fills. ``make_tables(gen)`` creates a new generation's tables
+        before the pointer names it (a kill in between leaves tables no generation
+        owns, which the next writer sweeps away).
 
-    def adopt(self, gen: Generation) -> None:
-        """Record ``gen``: it serves when nothing does, else it is built beside the
-        served one (replacing an unfinished one, which is dropped at once)."""
-        meta = self.meta
-        meta.next_key += 1
-        meta.gens[gen.key] = gen
-        if meta.active is None:
-            meta.active = gen.key
-        else:
-            if meta.building is not None:
-                meta.retired[meta.building] = 0.0  # never served: drop at once
-            meta.building = gen.key
-            log.info(
-                "Building a new index for %s; the current one serves meanwhile",
-                gen.model_name or gen.model_id,
-            )
-        self.save()
+        Every change of the states is decided here or in the events after it. The
+        table (A: active, serves reads; B: building, filled beside A; P: previous,
+        served before the last swap and kept for a switch back; retired: dropped at
+        once when it never served, after ``RETIRED_GRACE_S`` when it did):
 
-    def swap_in(self, key: str) -> None:
-        """Make the building generation ``key`` the served one; the old one is kept as
-        the previous generation, and the one kept before it retires."""
+        ======================================  ======  ========  ========  ============
+        event                                   active  building  previous  retired
+        ======================================  ======  ========  ========  ============
+        open: the model's generation is A       A       --        P         + B at once
+        open: the model's generation is B       A       B         P
+        open: the model's generation is P       P       --        A         + B at once
+        open: none of the model's, no A         new     --        --
+        open: none of the model's               A       new       P         + B at once
+        open without a model (keyword only)     fills A, else B, else as the two above
+        :meth:`complete`: B has every vector    B       --        A         + P, grace
+        :meth:`serve_previous`: back to P       P       --        A         + B at once
+        :meth:`forget`: retired tables gone     A       B         P or --   - those
+        ======================================  ======  ========  ========  ============
+
+        Back to P's model, P serves again at once (:meth:`restore_previous`): its
+        vectors were kept. A writer whose model's GGUF moved records the new path.
+        """
+        self.drop_temp()
+        gen = self.find_for(model)
+        if gen is None and model is not None and self.restore_previous(model.model_id):
+            gen = self.active
+        if gen is None:
+            gen = self._create(model)
+            make_tables(gen)
+            self._adopt(gen)
+        elif model is not None and gen.model_path != str(model.path):
+            gen.model_path = str(model.path)  # the file moved
+            self.save()
+        if model is not None and gen.key == self.meta.active:
+            # The served model writes again (the default went back to it): the other
+            # model's unfinished generation would never complete.
+            self._abandon_building()
+        return gen
+
+    def complete(self, key: str) -> bool:
+        """Serve the building generation ``key``, whose every chunk has its vector
+        (the caller counted them): the served one is kept as the previous one and the
+        one kept before it retires. Returns False when ``key`` is not being built."""
         meta = self.meta
+        if key != meta.building:
+            return False
         old = meta.active
         meta.active, meta.building = key, None
         if meta.previous is not None and meta.previous not in (old, key):
@@ -286,12 +306,24 @@ class Pointer:
         meta.previous = old
         self.save()
         log.info("The index now serves %s", meta.gens[key].model_name)
+        return True
 
     @property
     def previous(self) -> Generation | None:
         """The generation that served before the last swap (kept), or None."""
         key = self.meta.previous
         return self.meta.gens.get(key) if key else None
+
+    def serve_previous(self, model_path: str | Path) -> bool:
+        """Serve the previous generation again when its vectors are those of the GGUF
+        at ``model_path`` (the caller holds the writer lock); returns True when it did
+        (see :meth:`restore_previous`)."""
+        kept = self.previous
+        if kept is None or kept.model_path is None:
+            return False
+        if Path(kept.model_path).resolve() != Path(model_path).resolve():
+            return False
+        return self.restore_previous(kept.model_id)
 
     def restore_previous(self, model_id: str) -> bool:
         """Serve the previous generation again when it holds ``model_id``'s vectors:
@@ -310,7 +342,40 @@ class Pointer:
         log.info("The index serves %s again", prev.model_name or prev.model_id)
         return True
 
-    def abandon_building(self) -> None:
+    def _create(self, model: ModelLike | None) -> Generation:
+        """A new generation for ``model`` (not saved: :meth:`_adopt` it once its
+        tables exist)."""
+        key = f"g{self.meta.next_key}"
+        if model is None:
+            return Generation(key, KEYWORD_MODEL, created=time.time())
+        return Generation(
+            key,
+            model.model_id,
+            model_name=model.name,
+            model_path=str(model.path),
+            dim=int(model.dim),
+            created=time.time(),
+        )
+
+    def _adopt(self, gen: Generation) -> None:
+        """Record ``gen``: it serves when nothing does, else it is built beside the
+        served one (replacing an unfinished one, which is dropped at once)."""
+        meta = self.meta
+        meta.next_key += 1
+        meta.gens[gen.key] = gen
+        if meta.active is None:
+            meta.active = gen.key
+        else:
+            if meta.building is not None:
+                meta.retired[meta.building] = 0.0  # never served: drop at once
+            meta.building = gen.key
+            log.info(
+                "Building a new index for %s; the current one serves meanwhile",
+                gen.model_name or gen.model_id,
+            )
+        self.save()
+
+    def _abandon_building(self) -> None:
         """Give up the generation being built, if any: it never served, so it is
         retired to be dropped at once."""
         meta = self.meta

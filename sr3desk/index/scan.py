@@ -274,7 +274,7 @@ def _walk(top: str, rules: Rules, result: ScanResult, seen_dirs: set[tuple[int, 
                         or name[0] == "#"
                     )
                 )
-                and not (user and rules._user_excluded(path, name))
+                and not (user and rules.user_excluded(path, name))
             ):
                 pos = known.get(path)
                 if pos is not None:

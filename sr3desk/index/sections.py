@@ -7,11 +7,10 @@ from __future__ import annotations
 import bisect
 import itertools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from sr3desk.extract.types import Document
-    from sr3desk.index.chunking import Chunker
 
 HEADING_SEPARATOR = " › "
 
@@ -42,8 +41,25 @@ def heading_paths(doc: Document) -> tuple[list[int], list[str]]:
     return offsets, paths
 
 
-def sections(doc: Document, chunker: Chunker, min_tokens: int) -> list[Section]:
-    """Sections between headings and page starts, tiny ones merged with a neighbour."""
+class SectionCounter(Protocol):
+    """What :func:`sections` needs of the chunker (:class:`~sr3desk.index.chunking.Chunker`
+    has it): token counts of spans and the page of an offset; it is given the pages
+    and the unmerged sections, which it uses to place its chunks."""
+
+    page_starts: list[int]
+    page_numbers: list[int]
+    sections: list[Section]
+    section_starts: list[int]
+
+    def count(self, start: int, end: int) -> int: ...
+
+    def page_at(self, offset: int) -> int | None: ...
+
+
+def sections(doc: Document, chunker: SectionCounter, min_tokens: int) -> list[Section]:
+    """Sections of ``doc`` between headings and page starts, tiny ones (fewer than
+    ``min_tokens`` tokens of ``chunker``) merged with a neighbour; returns them in text
+    order. Gives ``chunker`` the pages and the sections before merging."""
     text = doc.text
     heading_offsets, paths = heading_paths(doc)
     pages = sorted(doc.pages, key=lambda p: p.start)
@@ -96,4 +112,4 @@ def sections(doc: Document, chunker: Chunker, min_tokens: int) -> list[Section]:
     return merged
 
 
-__all__ = ["HEADING_SEPARATOR", "Section", "heading_paths", "sections"]
+__all__ = ["HEADING_SEPARATOR", "Section", "SectionCounter", "heading_paths", "sections"]

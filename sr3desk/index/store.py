@@ -49,7 +49,8 @@ INDEX_DIR = "index"
 
 
 class Store:
-    """The index in ``<home>/index``; open with :meth:`Store.open`, then ``close()``."""
+    """The index in ``<home>/index``; open with :meth:`Store.open` (the constructor
+    opens it too), then ``close()``."""
 
     def __init__(self, home: Path, model: ModelLike | None, write: bool) -> None:
         self.home = Path(home)
@@ -63,6 +64,11 @@ class Store:
         self._closed = False
         self.repaired: dict[str, int] = {}
         """What the writer's open-time repair fixed (all zeros after a clean stop)."""
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
 
     # -- opening -----------------------------------------------------------------
 
@@ -77,13 +83,7 @@ class Store:
         active one) and repairs whatever a killed writer left. A generation in an
         older table layout stays readable; :meth:`upgrade_layout` brings it up.
         """
-        store = cls(Path(home), model, write)
-        try:
-            store._open()
-        except BaseException:
-            store.close()
-            raise
-        return store
+        return cls(Path(home), model, write)
 
     def _open(self) -> None:
         if self._lock is not None:
@@ -100,27 +100,32 @@ class Store:
 
     def _open_writer(self, conn: Connection) -> None:
         pointer = self._pointer
-        pointer.drop_temp()
-        if self.model is not None and pointer.find_for(self.model) is None:
-            # Back to the model served before the last swap: its vectors are kept.
-            pointer.restore_previous(self.model.model_id)
-        gen = pointer.find_for(self.model)
-        if gen is None:
-            gen = pointer.create(self.model)
-            maintenance.ensure_tables(conn, gen)
-            pointer.adopt(gen)
-        elif self.model is not None and gen.model_path != str(self.model.path):
-            gen.model_path = str(self.model.path)  # the file moved
-            pointer.save()
-        if self.model is not None and gen.key == pointer.meta.active:
-            # The served model writes again (the default went back to it): the other
-            # model's unfinished generation would never complete; it is dropped below.
-            pointer.abandon_building()
+        gen = pointer.open_for_writer(self.model, lambda new: maintenance.ensure_tables(conn, new))
         maintenance.drop_retired(conn, pointer)
         maintenance.drop_debris(conn, pointer)
         maintenance.ensure_tables(conn, gen)
         self._writer = GenerationWriter(conn, gen)
         self.repaired = maintenance.reconcile(self._writer)
+
+    @staticmethod
+    def serve_previous(home: Path, model_path: str | Path) -> bool:
+        """Make the index of ``home`` serve its kept previous generation again when
+        that holds the vectors of the GGUF at ``model_path`` (a switch back to the
+        model a swap replaced: :meth:`Pointer.serve_previous`), under the writer
+        lock. Returns True when it did; False when another process holds the index
+        (it does the same when it opens with that model) or no such generation is
+        kept."""
+        lock = WriterLock(Path(home))
+        try:
+            lock.acquire()
+        except IndexAccessError:
+            return False
+        try:
+            pointer = Pointer(Path(home) / INDEX_DIR)
+            pointer.refresh(force=True)
+            return pointer.serve_previous(model_path)
+        finally:
+            lock.release()
 
     # -- generations -------------------------------------------------------------
 
@@ -392,12 +397,9 @@ class Store:
         """Make the generation being built the served one once every chunk has its
         vector; returns True when it swapped. The old generation's tables are
         dropped a minute later, when no reader can still be in a query on them."""
-        if not self.building or self._writer is None:
+        if not self.building or self._writer is None or len(self.pending_chunks()):
             return False
-        if len(self.pending_chunks()):
-            return False
-        self._pointer.swap_in(self._writer.gen.key)
-        return True
+        return self._pointer.complete(self._writer.gen.key)
 
     # -- closing -----------------------------------------------------------------
 

@@ -26,7 +26,9 @@ from sr3desk.errors import MissingExtraError, Sr3Error
 EXPORT_MODULE = "training.export"
 ERROR_PREFIX = f"{EXPORT_MODULE}: error: "
 EXIT_MISSING_EXTRA = 3  # the exporter's exit status when the train extra is missing
-TRAIN_MODULES = ("torch", "transformers", "safetensors")
+# Modules of the `train` extra that converting needs (looked up here, imported by the
+# child's --check); tuning needs more of the extra (sr3desk.tuning).
+EXPORT_MODULES = ("torch", "transformers", "safetensors")
 FEATURE = "Converting a model"
 
 
@@ -36,7 +38,7 @@ class ConversionCancelled(Sr3Error):
 
 def train_extra_installed() -> bool:
     """Whether the ``train`` extra's modules can be found (cheap: nothing is imported)."""
-    return all(importlib.util.find_spec(m) is not None for m in TRAIN_MODULES)
+    return all(importlib.util.find_spec(m) is not None for m in EXPORT_MODULES)
 
 
 def require_train_extra() -> None:

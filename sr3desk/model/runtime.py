@@ -25,7 +25,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,9 @@ DEFAULT_N_CTX = 2048  # tokens per input: chunks are ~256, reasoning queries < 1
 # it gets several; that default is not measured (no GPU on the build machine).
 CPU_SEQS_PER_BATCH = 1
 GPU_SEQS_PER_BATCH = 8
+
+# Token runs ``(tokens, seq_id, first_pos)`` about to be decoded: see watching_decodes.
+DecodeWatch = Callable[[Sequence[tuple[Sequence[int], int, int]]], None]
 
 
 def default_threads() -> int:
@@ -78,6 +82,7 @@ class LlamaEmbedder:
         self._model: Any = None
         self._ctx: Any = None
         self._batch: Any = None
+        self._decode_watch: DecodeWatch | None = None
 
         offload = gpu_layers != 0 and bool(C.llama_supports_gpu_offload())
         if gpu_layers != 0 and not offload:
@@ -145,6 +150,26 @@ class LlamaEmbedder:
         )
 
     # -- public API -----------------------------------------------------------------
+
+    @property
+    def llama_model(self) -> Any:
+        """The llama.cpp model handle (None once closed). The embedder owns and frees
+        it; a caller may build its own context on the same weights (bench/embed.py)."""
+        return self._model
+
+    @contextmanager
+    def watching_decodes(self, watch: DecodeWatch) -> Iterator[None]:
+        """Call ``watch(parts)`` before each decode while the block runs.
+
+        ``parts`` are the token runs about to be decoded, ``(tokens, seq_id,
+        first_pos)``: exactly what llama.cpp evaluates (the GGUF parity check
+        records them). Takes the callback; yields nothing.
+        """
+        self._decode_watch = watch
+        try:
+            yield
+        finally:
+            self._decode_watch = None
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text`` alone (no prompt), special-token texts matched."""
@@ -286,6 +311,8 @@ class LlamaEmbedder:
     def _decode(self, parts: Sequence[tuple[Sequence[int], int, int]], output: bool) -> None:
         """Decode token runs ``(tokens, seq_id, first_pos)``; with ``output``, the last
         token of each run is an output (logits or embeddings, per the mode)."""
+        if self._decode_watch is not None:
+            self._decode_watch(parts)
         n = 0
         for tokens, seq, pos0 in parts:
             m = len(tokens)

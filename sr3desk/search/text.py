@@ -32,7 +32,7 @@ _PHRASE = re.compile(r'"([^"]+)"')
 # A sentence ends at . ! ? (optionally followed by a closing quote or bracket) and
 # whitespace, or at a blank line: chunks of reST/Markdown carry paragraph breaks
 # and list items that have no final full stop.
-_SENTENCE_END = re.compile(r"([.!?][\"')\]]*)\s+|\n\s*\n")
+_SENTENCE_OR_PARAGRAPH_END = re.compile(r"([.!?][\"')\]]*)\s+|\n\s*\n")
 _VOWELS = set("aeiouy")
 
 
@@ -179,7 +179,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     """Split ``text`` into sentences; returns ``(start, end)`` spans, whitespace trimmed."""
     spans: list[tuple[int, int]] = []
     pos = 0
-    for m in _SENTENCE_END.finditer(text):
+    for m in _SENTENCE_OR_PARAGRAPH_END.finditer(text):
         end = m.end(1) if m.group(1) else m.start()  # keep the full stop in the sentence
         if end > pos:
             spans.append((pos, end))

@@ -131,7 +131,10 @@ def test_winning_tune_switches_then_undo_restores(
 ) -> None:
     # Any tuned model clears a margin of -1: the same verdict code, the other branch.
     assert main(tune_args(home, "--margin", "-1", "--steps", "3")) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    # Not a terminal: one line a stage, from the run's events.
+    stages = [line for line in err.splitlines() if line.startswith("tune: ")]
+    assert stages == [f"tune: {s}" for s in ("data", "sft", "export", "eval", "export")]
     result = json.loads((home / STAGING / "result.json").read_text())
     assert result["wins"] is True and "is now the default model" in out
     assert Settings.load(home).model_path == result["tuned"]
@@ -212,6 +215,27 @@ def test_a_second_tune_is_refused_while_one_runs(
     assert f"Another sr3desk tune (pid {os.getpid()}) is writing to {home}" in err
     assert running.read_text() == "the running tune's checkpoint"
     assert Settings.load(home).model_path == str(tiny_gguf)
+
+
+def test_sft_progress_is_sent_as_events_from_its_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sr3desk.tuning import EVENT_PROGRESS, TuneEvent
+    from training.tune import sft_progress
+
+    log_file = tmp_path / "log.jsonl"
+    watch = sft_progress(log_file, 40)
+    watch()  # no log yet: nothing
+    log_file.write_text(json.dumps({"step": 10, "s_per_step": 2.0}) + "\n" + '{"step": 20, "s_')
+    watch()  # a line being written is not read
+    with log_file.open("a") as fh:
+        fh.write('per_step": 1.5}\n' + json.dumps({"step": 20, "ndcg@10": 0.4}) + "\n")
+    watch()  # an evaluation's record is no step
+    events = [TuneEvent.from_line(line) for line in capsys.readouterr().out.splitlines()]
+    assert events == [
+        TuneEvent(EVENT_PROGRESS, "sft", step=10, steps=40, s_per_step=2.0),
+        TuneEvent(EVENT_PROGRESS, "sft", step=20, steps=40, s_per_step=1.5),
+    ]
 
 
 def test_short_disk_space_fails_clearly(

@@ -25,13 +25,13 @@ from corpora import TUNE_DOCS as DOCS
 from test_tune import served_by
 
 from sr3desk.cli import main
+from sr3desk.index.background import INDEX_LOG, INDEX_PROCESS, start_background_index
 from sr3desk.index.generations import META_FILE
 from sr3desk.index.lock import LOCK_FILE
 from sr3desk.index.store import INDEX_DIR, Store
 from sr3desk.index.types import IndexStatus
 from sr3desk.model.ggufinfo import inspect_gguf
 from sr3desk.settings import Settings
-from sr3desk.tuning import INDEX_LOG, INDEX_PROCESS, start_background_index
 
 MORE = "howto"  # remembered after the first index: only the new generation reads it
 MORE_TERM = "curses"  # in the HOWTOs (curses.rst), in none of the tutorial pages
@@ -187,7 +187,7 @@ def test_killed_reembedding_leaves_the_old_generation_and_the_next_run_finishes(
     tuned = Path(Settings.load(home).model_path or "")
     with Store.open(home) as reader:
         before = reader.status()
-    pid = start_background_index(home)
+    pid = start_background_index(home, Settings.load(home))
     assert pid is not None
     try:
         wait_mid_way(home, pid)
@@ -226,7 +226,7 @@ def test_undo_mid_reembedding_returns_to_the_previous_model_at_once(
     home = copy_home(switched, tmp_path / "home", corpus)
     with Store.open(home) as reader:
         before = reader.status()
-    pid = start_background_index(home)
+    pid = start_background_index(home, Settings.load(home))
     assert pid is not None
     try:
         wait_mid_way(home, pid)

@@ -22,10 +22,18 @@ from pytestqt.qtbot import QtBot
 from sr3desk.gui import tune as tune_module
 from sr3desk.gui.app import create_window
 from sr3desk.gui.mainwindow import MainWindow
-from sr3desk.gui.tune import RunProgress, TuneDialog, estimate, last_record
+from sr3desk.gui.tune import RunProgress, TuneDialog, estimate
 from sr3desk.model.ggufinfo import inspect_gguf
 from sr3desk.settings import Settings
-from sr3desk.tuning import HISTORY, STAGING
+from sr3desk.tuning import (
+    EVENT_PLAN,
+    EVENT_PROGRESS,
+    EVENT_RESULT,
+    EVENT_STAGE,
+    HISTORY,
+    STAGING,
+    TuneEvent,
+)
 
 RUN_TIMEOUT_MS = 300_000  # a whole tiny run: about a minute on 2 busy cores
 
@@ -87,28 +95,32 @@ def test_doctests() -> None:
     assert result.attempted >= 4 and result.failed == 0
 
 
-def test_progress_follows_the_runs_lines_and_sft_log(tmp_path: Path) -> None:
+def test_progress_follows_the_runs_events() -> None:
     p = RunProgress(minutes=10)
-    assert not p.read_line("09:00:01 data from the index: {'train_passages': 40}", 5.0)
-    assert p.read_line("09:00:02 == probe: /usr/bin/python -m training.sft --config x", 20.0)
+    assert not p.read_event(TuneEvent(EVENT_STAGE, stage="data"), 1.0)  # the first stage
+    assert p.read_event(TuneEvent(EVENT_STAGE, stage="probe"), 20.0)
     assert p.stage == "probe" and estimate(p, 20.0)[1] == 360 + 220.0  # the plan, nothing measured
-    p.read_line("09:00:30 1.50 s/step measured: 240 steps in 10 minutes", 30.0)
+    assert not p.read_event(TuneEvent(EVENT_PLAN, steps=240, s_per_step=1.5), 30.0)
     assert (p.steps, p.s_per_step) == (240, 1.5)
-    assert p.read_line("09:00:31 == sft: /usr/bin/python -m training.sft", 30.0)
-    log_file = tmp_path / "log.jsonl"
-    log_file.write_text(
-        json.dumps({"step": 10, "s_per_step": 2.0}) + "\n" + '{"step": 20, "s_per_st'
-    )
-    record = last_record(log_file)  # a line being written is not read
-    assert record is not None
-    p.read_sft_record(record)
+    assert p.read_event(TuneEvent(EVENT_STAGE, stage="sft"), 30.0)
+    line = TuneEvent(EVENT_PROGRESS, "sft", step=10, steps=240, s_per_step=2.0).to_line()
+    assert TuneEvent.from_line(line[:-5]) is None  # a line cut short is not an event
+    assert TuneEvent.from_line('{"step": 10, "s_per_step": 2.0}') is None  # nor a log record
+    event = TuneEvent.from_line(line)
+    assert event is not None and not p.read_event(event, 45.0)
     done, left = estimate(p, 50.0)
     # 230 steps at the measured 2 s, and 240 - 30 s planned besides SFT.
     assert p.step == 10 and left == 230 * 2.0 + 210 and 0 < done < 0.1
-    assert p.read_line("09:08:00 == export: /usr/bin/python -m training.export", 500.0)
+    assert p.read_event(TuneEvent(EVENT_STAGE, stage="export"), 500.0)
     assert p.sft_end == 500.0 and estimate(p, 500.0)[1] == 240 - 30.0
     assert estimate(p, 800.0) == (tune_module.MAX_FRACTION, None)  # past the plan
-    assert last_record(tmp_path / "missing.jsonl") is None
+
+
+def test_the_app_reads_no_training_log() -> None:
+    """The window and the command line learn the run's progress from its events only."""
+    package = Path(tune_module.__file__).resolve().parents[1]
+    for path in package.rglob("*.py"):
+        assert "log.jsonl" not in path.read_text(encoding="utf-8"), path
 
 
 def test_without_the_train_extra_the_action_says_one_line(
@@ -155,12 +167,23 @@ def test_a_winning_tune_becomes_the_default_and_undo_restores(
     dialog.steps, dialog.margin, dialog.teacher = 2, -1.0, False
     stages: list[str] = []
     dialog.stage_changed.connect(stages.append)
+    events: list[TuneEvent] = []
+    dialog.event_read.connect(events.append)
     with qtbot.waitSignal(dialog.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
         qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
         assert dialog.running and dialog.bar.isVisible() and dialog.cancel_button.isVisible()
     result = ended.args[0]
     assert result is not None and result["wins"] is True, dialog.verdict.text()
     assert stages == ["sft", "export", "eval", "export"]  # --steps: no probe
+    # The progress came from the run's events: its stages, its plan, SFT's steps.
+    kinds = [e.event for e in events]
+    assert kinds[0] == EVENT_STAGE and events[0].stage == "data" and kinds[-1] == EVENT_RESULT
+    assert [e.stage for e in events if e.event == EVENT_STAGE] == ["data", *stages]
+    assert [(e.steps, e.s_per_step) for e in events if e.event == EVENT_PLAN] == [(2, None)]
+    steps = [e for e in events if e.event == EVENT_PROGRESS]
+    assert steps and steps[-1].step == steps[-1].steps == 2 and steps[-1].s_per_step
+    assert dialog.progress is not None and (dialog.progress.step, dialog.progress.steps) == (2, 2)
+    assert events[-1].result == result
     assert dialog.bar.value() == 1000 and not dialog.pause_button.isVisible()
     rows = {
         dialog.table.item(i, 0).text().split(" (")[0]: float(dialog.table.item(i, 1).text())

@@ -4,7 +4,7 @@ reasoning (emitted and forced), batching, closing."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -153,9 +153,29 @@ def test_count_tokens_is_the_text_alone(tiny_embedder: LlamaEmbedder) -> None:
     assert tiny_embedder.count_tokens("hello world") == len(tiny_embedder.tokenize("hello world"))
 
 
+def test_a_watch_sees_every_decoded_token_within_its_block(
+    tiny_embedder: LlamaEmbedder,
+) -> None:
+    seen: list[tuple[list[int], int, int]] = []
+
+    def watch(parts: Sequence[tuple[Sequence[int], int, int]]) -> None:
+        seen.extend((list(tokens), seq, first) for tokens, seq, first in parts)
+
+    with tiny_embedder.watching_decodes(watch):
+        got = tiny_embedder.embed_query("hello world")
+    # The prompt without its last token, then the embed token alone (module docstring).
+    n = len(got.token_ids)
+    assert [(seq, first) for _, seq, first in seen] == [(0, 0), (0, n - 1)]
+    assert [t for tokens, _, _ in seen for t in tokens] == list(got.token_ids)
+    tiny_embedder.embed_query("after the block")
+    assert len(seen) == 2
+
+
 def test_close_is_final_and_idempotent(tiny_gguf: Path) -> None:
     emb = open_embedder(tiny_gguf, threads=1, n_ctx=64)
+    assert emb.llama_model is not None
     emb.close()
+    assert emb.llama_model is None
     emb.close()
     with pytest.raises(ModelError, match="closed"):
         emb.embed_documents(["x"])

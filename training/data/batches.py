@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from training.data.beir import load_beir, qrels_splits, read_jsonl
-from training.data.mining import NEGATIVES, read_negatives
+from training.data.negatives import NEGATIVES, read_negatives
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,10 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 CROSSDOMAIN = "crossdomain"
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'`])")
+# The space between two sentences of a cloze passage: after . ! ?, before a capital,
+# a digit, a bracket or a quote (stricter than search's splits: a query is a whole
+# sentence).
+_SENTENCE_GAP = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'`])")
 LLM_SYSTEM = "You write one short search question that the given passage answers."
 
 
@@ -90,7 +93,7 @@ def sentences(text: str) -> list[tuple[int, int]]:
     """Character spans of the sentences of ``text`` (split after . ! ? before a capital)."""
     spans = []
     start = 0
-    for m in _SENTENCE_END.finditer(text):
+    for m in _SENTENCE_GAP.finditer(text):
         spans.append((start, m.start()))
         start = m.end()
     spans.append((start, len(text)))
@@ -156,7 +159,10 @@ class QuestionWriter:
 
 
 @dataclass
-class _DocPassages:
+class DocPassages:
+    """One document's passages under its ``key``, with the heading path of each (``""``:
+    none): what the pseudo-queries are made from."""
+
     key: str
     passages: list[CorpusEntry]
     headings: list[str]
@@ -172,7 +178,7 @@ def _counter(tokenizer: str) -> Any:
     return open_tokenizer(tokenizer)
 
 
-def chunk_passages(key: str, doc: Document, cfg: BuildConfig, counter: Any) -> _DocPassages:
+def chunk_passages(key: str, doc: Document, cfg: BuildConfig, counter: Any) -> DocPassages:
     """Chunk one document with the app's chunker into passages (short ones dropped)."""
     from sr3desk.index.chunking import chunk_document
 
@@ -185,11 +191,11 @@ def chunk_passages(key: str, doc: Document, cfg: BuildConfig, counter: Any) -> _
             continue
         passages.append(CorpusEntry(id=f"{key}#{chunk.ordinal}", text=chunk.text.strip(), doc=key))
         headings.append(chunk.heading or "")
-    return _DocPassages(key, passages, headings)
+    return DocPassages(key, passages, headings)
 
 
 def _doc_queries(
-    doc: _DocPassages, cfg: BuildConfig
+    doc: DocPassages, cfg: BuildConfig
 ) -> tuple[list[CorpusEntry], list[tuple[str, str, list[str]]]]:
     """Passages (cloze sentences cut out) and (kind, query, relevant ids) of one document."""
     queries: list[tuple[str, str, list[str]]] = []
@@ -216,7 +222,7 @@ def _doc_queries(
     return passages, queries
 
 
-def _assemble_split(docs: Sequence[_DocPassages], cfg: BuildConfig, prefix: str) -> BeirSet:
+def _assemble_split(docs: Sequence[DocPassages], cfg: BuildConfig, prefix: str) -> BeirSet:
     corpus: dict[str, CorpusEntry] = {}
     by_text: dict[str, tuple[str, dict[str, int], set[str]]] = {}
     for doc in docs:
@@ -260,7 +266,6 @@ def _add_llm_questions(sets: Sequence[BeirSet], cfg: BuildConfig, prefixes: Sequ
     return total
 
 
-# A scorer maps query texts to an (n_queries, n_passages) score matrix.
 def build_dataset(cfg: BuildConfig, out: str | Path) -> dict[str, Any]:
     """Build a training and a held-out BEIR set from ``cfg.sources`` into ``out``.
 
@@ -272,11 +277,10 @@ def build_dataset(cfg: BuildConfig, out: str | Path) -> dict[str, Any]:
             "build.sources and build.corpora are empty: name folders (or FOLDOC/Jargon "
             "files) or corpora to read"
         )
-    root = Path(out)
     copies = _check_reserved_copies(cfg)
     counter = _counter(cfg.tokenizer)
-    docs: list[_DocPassages] = []
-    cross: list[_DocPassages] = []
+    docs: list[DocPassages] = []
+    cross: list[DocPassages] = []
     for label, documents in _labelled_sources(cfg):
         n_docs = 0
         for key, doc in documents:
@@ -289,9 +293,50 @@ def build_dataset(cfg: BuildConfig, out: str | Path) -> dict[str, Any]:
         raise ConfigError(
             f"build.sources gave {len(docs)} usable document(s): the split needs 2 or more"
         )
+    splits = split_dataset(docs, cfg)
+    return write_dataset(splits, cfg, out, cross=cross, meta={"reserved_copies": copies})
+
+
+@dataclass
+class Splits:
+    """A dataset before it is written: its ``train`` and ``heldout`` sets and the keys
+    of the documents on each side (no document has passages on both)."""
+
+    train: BeirSet
+    heldout: BeirSet
+    train_documents: list[str]
+    heldout_documents: list[str]
+
+
+def split_dataset(docs: Sequence[DocPassages], cfg: BuildConfig) -> Splits:
+    """Hold out whole documents of ``docs`` (:func:`split_documents`, by
+    ``cfg.heldout_fraction`` and ``cfg.seed``) and make each side's pseudo-queries
+    (``cfg.queries``: heading and cloze); returns both sides. Needs 2 or more documents."""
     held = split_documents([d.key for d in docs], cfg.heldout_fraction, cfg.seed)
     train = _assemble_split([d for d in docs if d.key not in held], cfg, "q")
     heldout = _assemble_split([d for d in docs if d.key in held], cfg, "h")
+    kept = sorted(d.key for d in docs if d.key not in held)
+    return Splits(train, heldout, kept, sorted(held))
+
+
+def write_dataset(
+    splits: Splits,
+    cfg: BuildConfig,
+    out: str | Path,
+    *,
+    cross: Sequence[DocPassages] = (),
+    meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``splits`` as the dataset folder ``out`` (the layout in this module's
+    docstring), as ``cfg`` says: LLM questions, the teacher's vectors and filter, a
+    sample of the training queries, mined negatives, cross-encoder targets; ``cross``:
+    documents of the cross-domain evaluation set (``out/crossdomain``).
+
+    Returns the manifest (also written to ``out/manifest.json``): the build settings,
+    the documents on each side, ``meta``'s fields and the counts.
+    """
+    root = Path(out)
+    train, heldout = splits.train, splits.heldout
     if cross:
         write_beir(_assemble_split(cross, cfg, "x"), root / CROSSDOMAIN, "test")
     n_llm = 0
@@ -307,37 +352,17 @@ def build_dataset(cfg: BuildConfig, out: str | Path) -> dict[str, Any]:
         _sample_queries(train, cfg.max_train_queries, cfg.seed)
     write_beir(train, root / "train", "train")
     write_beir(heldout, root / "heldout", "test")
-    negatives: dict[str, list[str]] = {}
-    if cfg.negatives and cfg.miner == "bm25":
-        texts = [p.full_text for p in train.corpus.values()]
-        negatives = mine_negatives(train, cfg.negatives, bm25_scorer(texts))
-    elif cfg.negatives and cfg.miner == "teacher" and vectors is not None:
-        by_text = {train.queries[q]: q for q in train.judged_queries()}
-        scorer = teacher_scorer(vectors, by_text, list(train.corpus))
-        negatives = mine_negatives(train, cfg.negatives, scorer)
-    n_cross = 0
-    if cfg.cross_targets:
-        from training.data.cross_targets import (
-            CROSS_TARGETS,
-            compute_cross_targets,
-            cross_encoder_scorer,
-            write_cross_targets,
-        )
-
-        targets, negatives = compute_cross_targets(train, negatives, cross_encoder_scorer())
-        write_cross_targets(root / "train" / CROSS_TARGETS, targets)
-        n_cross = len(targets)
-    write_negatives(root / "train" / NEGATIVES, negatives)
+    n_cross = _write_negatives(train, cfg, vectors, root / "train")
     if vectors is not None:
         write_teacher_vectors(root / "train" / TEACHER_VECTORS, vectors)
     manifest = {
         "build": asdict(cfg),
         "documents": {
-            "train": sorted(d.key for d in docs if d.key not in held),
-            "heldout": sorted(held),
+            "train": splits.train_documents,
+            "heldout": splits.heldout_documents,
             CROSSDOMAIN: sorted(d.key for d in cross),
         },
-        "reserved_copies": copies,
+        **(meta or {}),
         "counts": {
             "train_passages": len(train.corpus),
             "train_queries": len(train.queries),
@@ -354,6 +379,37 @@ def build_dataset(cfg: BuildConfig, out: str | Path) -> dict[str, Any]:
     )
     log.info("dataset %s: %s", root, manifest["counts"])
     return manifest
+
+
+def _write_negatives(
+    train: BeirSet, cfg: BuildConfig, vectors: TeacherVectors | None, folder: Path
+) -> int:
+    """Mine ``train``'s hard negatives (``cfg.miner``) into ``folder``, and with
+    ``cfg.cross_targets`` the cross-encoder's scores of them; returns how many queries
+    the cross-encoder scored."""
+    negatives: dict[str, list[str]] = {}
+    if cfg.negatives and cfg.miner == "bm25":
+        texts = [p.full_text for p in train.corpus.values()]
+        negatives = mine_negatives(train, cfg.negatives, bm25_scorer(texts))
+    elif cfg.negatives and cfg.miner == "teacher" and vectors is not None:
+        by_text = {train.queries[q]: q for q in train.judged_queries()}
+        # A scorer maps query texts to an (n_queries, n_passages) score matrix.
+        scorer = teacher_scorer(vectors, by_text, list(train.corpus))
+        negatives = mine_negatives(train, cfg.negatives, scorer)
+    n_cross = 0
+    if cfg.cross_targets:
+        from training.data.cross_targets import (
+            CROSS_TARGETS,
+            compute_cross_targets,
+            cross_encoder_scorer,
+            write_cross_targets,
+        )
+
+        targets, negatives = compute_cross_targets(train, negatives, cross_encoder_scorer())
+        write_cross_targets(folder / CROSS_TARGETS, targets)
+        n_cross = len(targets)
+    write_negatives(folder / NEGATIVES, negatives)
+    return n_cross
 
 
 def _labelled_sources(

@@ -2,25 +2,26 @@
 
 BM25 mines them when a dataset is built; ``python -m training.data mine`` re-mines
 them with a model (the app's runtime). They are stored beside a training set as
-``negatives.jsonl`` (query id -> passage ids, hardest first).
+``negatives.jsonl`` (query id -> passage ids, hardest first; :mod:`training.data.negatives`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from training.bm25 import BM25, top_k
-from training.data.beir import BeirSet, read_jsonl, write_jsonl
+from training.data.beir import BeirSet
+
+# The file's format lives in its own module, which the training sets' reader
+# (training.data.batches) imports without the miners.
+from training.data.negatives import NEGATIVES, read_negatives, write_negatives
 
 if TYPE_CHECKING:
     from sr3desk.model.base import Embedder
     from training.data.teacher_vectors import TeacherVectors
-
-NEGATIVES = "negatives.jsonl"
 
 Scorer = Callable[[Sequence[str]], np.ndarray]
 
@@ -72,13 +73,13 @@ def mine_negatives(data: BeirSet, n: int, scorer: Scorer, batch: int = 256) -> d
     return out
 
 
-def write_negatives(path: Path, negatives: Mapping[str, Sequence[str]]) -> None:
-    """Write ``negatives.jsonl`` (one line per query)."""
-    write_jsonl(path, ({"query_id": q, "negative_ids": list(n)} for q, n in negatives.items()))
-
-
-def read_negatives(path: Path) -> dict[str, list[str]]:
-    """Read ``negatives.jsonl`` (query_id -> negative passage ids, hardest first)."""
-    if not path.is_file():
-        return {}
-    return {str(r["query_id"]): [str(d) for d in r["negative_ids"]] for r in read_jsonl(path)}
+__all__ = [
+    "NEGATIVES",
+    "Scorer",
+    "bm25_scorer",
+    "embedder_scorer",
+    "mine_negatives",
+    "read_negatives",
+    "teacher_scorer",
+    "write_negatives",
+]

@@ -73,10 +73,6 @@ def extract_delta(
     ``sr3.json``. Returns the manifest; raises DeltaError when the checkpoints do not
     match, nothing changed, the stage is unknown or the delta's files exceed ``max_bytes``.
     """
-    from safetensors.torch import save_file
-
-    from training.checkpoints import read_prompts
-
     base, trained, out = Path(base_dir), Path(trained_dir), Path(out_dir)
     name = name or out.resolve().name
     side = _sidecar(trained)
@@ -97,10 +93,34 @@ def extract_delta(
             f"largest {biggest}), over the {max_bytes / 1e6:g} MB cap: train fewer layers "
             "(model.train_layers) and leave the token rows frozen (model.train_token_rows)"
         )
+    metrics = dict(eval_metrics) if eval_metrics is not None else side.get("eval")
+    manifest = _manifest(base, trained, changed, name, stage, metrics)
+    _write(out, base, trained, changed, manifest, max_bytes, threads)
+    log.info(
+        "wrote %s: %d tensors, %.1f MB, %d reference vectors",
+        out,
+        len(changed),
+        nbytes / 1e6,
+        len(manifest.references),
+    )
+    return manifest
+
+
+def _manifest(
+    base: Path,
+    trained: Path,
+    changed: Mapping[str, Any],
+    name: str,
+    stage: str,
+    metrics: dict[str, Any] | None,
+) -> Manifest:
+    """The manifest of the ``changed`` tensors of ``trained`` over ``base``."""
+    from training.checkpoints import read_prompts
+
     sha, kept = tensors.fingerprint(base, set(changed))
     stamp = base / RECIPE_STAMP
     prompts = read_prompts(trained)
-    manifest = Manifest(
+    return Manifest(
         name=name,
         stage=stage,
         base=BaseRef(
@@ -116,9 +136,22 @@ def extract_delta(
         prompts={
             f.name: getattr(prompts, f.name) for f in fields(prompts) if f.name != "from_metadata"
         },
-        eval=dict(eval_metrics) if eval_metrics is not None else side.get("eval"),
+        eval=metrics,
         source=_source(trained),
     )
+
+
+def _write(
+    out: Path,
+    base: Path,
+    trained: Path,
+    changed: dict[str, Any],
+    manifest: Manifest,
+    max_bytes: int,
+    threads: int | None,
+) -> None:
+    """Write the delta folder beside ``out`` and swap it into place whole."""
+    from safetensors.torch import save_file
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -126,7 +159,7 @@ def extract_delta(
         save_file(changed, str(tmp / TENSORS), metadata={"format": "pt"})
         with tempfile.TemporaryDirectory(prefix=".work-", dir=tmp) as work_name:
             work = Path(work_name)
-            gguf = merged_gguf(base, changed, manifest, work, work / f"{name}.F16.gguf")
+            gguf = merged_gguf(base, changed, manifest, work, work / f"{manifest.name}.F16.gguf")
             vectors = reference.embed(gguf, manifest.references, threads)
         np.save(tmp / REFERENCE, vectors)
         manifest.write(tmp)
@@ -145,11 +178,3 @@ def extract_delta(
         tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log.info(
-        "wrote %s: %d tensors, %.1f MB, %d reference vectors",
-        out,
-        len(changed),
-        nbytes / 1e6,
-        len(manifest.references),
-    )
-    return manifest

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from sr3desk.errors import MissingExtraError, Sr3Error
-from sr3desk.model.convert import EXIT_MISSING_EXTRA, FEATURE, TRAIN_MODULES
+from sr3desk.model.convert import EXIT_MISSING_EXTRA, EXPORT_MODULES, FEATURE
 from training.export import STAGES, convert
 from training.export.writer import OUT_TYPES
 
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _missing_extra() -> str | None:
     """The error line when the ``train`` extra is missing or broken, else None."""
-    for module in TRAIN_MODULES:
+    for module in EXPORT_MODULES:
         try:
             importlib.import_module(module)
         except ImportError:

@@ -181,25 +181,22 @@ def recorded_ids(embedder: LlamaEmbedder) -> Iterator[list[int]]:
     """Record the token ids the runtime decodes for sequence 0 during one call.
 
     Yields a list that is filled, when the block ends, with the ids in position order:
-    exactly what llama.cpp evaluated (prompt, generated tokens, embed token). Wraps the
-    runtime's decode step for the block's duration; the runtime's own code runs as is.
+    exactly what llama.cpp evaluated (prompt, generated tokens, embed token). Watches
+    the runtime's decode step for the block's duration
+    (:meth:`~sr3desk.model.runtime.LlamaEmbedder.watching_decodes`); the runtime's
+    own code runs as is.
     """
     by_pos: dict[int, int] = {}
-    decode = embedder._decode
 
-    def spy(parts: Sequence[tuple[Sequence[int], int, int]], output: bool) -> None:
+    def record(parts: Sequence[tuple[Sequence[int], int, int]]) -> None:
         for tokens, seq, first in parts:
             if seq == 0:
                 for k, token in enumerate(tokens):
                     by_pos[first + k] = int(token)
-        decode(parts, output)
 
     ids: list[int] = []
-    embedder._decode = spy  # type: ignore[method-assign]
-    try:
+    with embedder.watching_decodes(record):
         yield ids
-    finally:
-        del embedder._decode
     if sorted(by_pos) != list(range(len(by_pos))):
         raise RuntimeError("the runtime decoded a sequence with gaps in its positions")
     ids.extend(by_pos[p] for p in range(len(by_pos)))
