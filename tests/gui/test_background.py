@@ -194,12 +194,15 @@ def test_turning_background_on_and_off_hands_over_with_one_writer(
     w.apply_settings(replace(w.engine.settings, background_indexing=False))
     assert not autostart_path().exists()
     qtbot.waitUntil(lambda: isinstance(w.engine.run, IndexProcess), timeout=WAIT_MS)
+    # Recorded from now on: the window's indexer may be watching before the watcher
+    # process is gone (it needs only the lock, which the watcher closes first).
+    watching: list[bool] = []
+    w.engine.watching.connect(watching.append)
     # It said "stopped" once its session (and the lock) was closed; it exits after.
     qtbot.waitUntil(
         lambda: not watchstatus.process_alive(running.pid, running.started), timeout=60000
     )
-    with qtbot.waitSignal(w.engine.watching, timeout=WAIT_MS):
-        pass
+    qtbot.waitUntil(lambda: True in watching, timeout=WAIT_MS)
     close_window(w)
     assert holders - {""} >= {str(running.pid)}
     assert len(holders - {""}) == 3, holders  # the window's child, the watcher, the child
