@@ -601,9 +601,10 @@ class Engine(QObject):
         self._status_timer.start()
 
     def _on_finished(self, summary: Summary) -> None:
+        # A finished scan leaves the session watching, and a pause holds there too:
+        # ``paused`` is cleared when the session ends or a new one starts, not here.
         self._status_timer.stop()
         self.indexing = False
-        self.paused = False
         if summary.skipped and not summary.stopped:
             n = len(summary.skipped)
             message.info(f"Indexed your folders; {n} file{'s' if n != 1 else ''} could not be read")
@@ -615,6 +616,7 @@ class Engine(QObject):
 
     def _on_ended(self) -> None:
         self.indexing = False
+        self.paused = False
         self._status_timer.stop()
         if self._closing:
             return

@@ -19,6 +19,7 @@ from pytestqt.qtbot import QtBot
 
 from sr3desk.gui.app import create_window
 from sr3desk.gui.mainwindow import MainWindow
+from sr3desk.gui.tray import Tray
 from sr3desk.gui.welcome import CHOICE_DOWNLOAD, CHOICE_FILE
 from sr3desk.index.store import Store
 from sr3desk.settings import Settings
@@ -81,6 +82,37 @@ def test_pause_resume_and_search_while_indexing(
     assert not summary.stopped
     assert summary.indexed + len(summary.skipped) == n_files
     assert not button.isVisible()
+
+
+def test_a_pause_holds_until_resumed_or_the_session_ends(
+    qtbot: QtBot, open_window: Callable[[Settings], MainWindow], tmp_path: Path
+) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "plans.md").write_text("# Garden\n\nPlant the tomatoes in late spring.\n")
+    w = open_window(Settings(folders=[str(folder)], first_run_done=True, threads=1))
+    with qtbot.waitSignal(w.engine.indexing_finished, timeout=120000) as first:
+        w.start()
+    qtbot.waitUntil(lambda: w.engine.run is not None and w.engine.run.alive, timeout=10000)
+    tray = Tray(w)
+    w.tray = tray
+    # Paused from the tray while the session watches its folders.
+    tray.pause_action.trigger()
+    assert w.engine.paused and tray.pause_action.text() == "Resume indexing"
+    # A scan's end reported after the pause (a followed watcher's poll can come late)
+    # leaves the session paused, and the window says so.
+    w.engine.indexing_finished.emit(first.args[0])
+    assert w.engine.paused and tray.pause_action.text() == "Resume indexing"
+    assert w.act_pause.text() == "&Resume indexing"
+    tray.pause_action.trigger()
+    assert not w.engine.paused and tray.pause_action.text() == "Pause indexing"
+    # A pause ends with its session.
+    tray.pause_action.trigger()
+    run = w.engine.run
+    assert run is not None
+    with qtbot.waitSignal(w.engine.index_ended, timeout=60000):
+        run.stop()
+    assert not w.engine.paused and tray.pause_action.text() == "Pause indexing"
 
 
 def test_first_run_picks_folders_and_a_model(
