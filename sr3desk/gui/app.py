@@ -17,7 +17,7 @@ import socket
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QSocketNotifier, Qt
+from PySide6.QtCore import QSocketNotifier, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
@@ -76,9 +76,15 @@ def create_window(home: Path, settings: Settings) -> MainWindow:
     return MainWindow(home, settings)
 
 
-class _SignalWaker:
-    """Lets SIGINT/SIGTERM close the window: Python signal handlers only run when
-    the interpreter gets control, so the signal also wakes the Qt event loop."""
+class SignalWaker:
+    """Lets SIGINT/SIGTERM close ``window``: Python signal handlers only run when
+    the interpreter gets control, so the signal also wakes the Qt event loop.
+
+    The close is queued for the event loop, so a signal that comes while the window
+    is still starting (before ``exec``) closes it once the loop runs, instead of
+    closing a window not yet shown or quitting a loop not yet running, and being lost.
+    :meth:`restore` puts the previous handlers back.
+    """
 
     def __init__(self, window: MainWindow) -> None:
         self._read, self._write = socket.socketpair()
@@ -94,7 +100,7 @@ class _SignalWaker:
 
     def _handle(self, signum: int, _frame: object) -> None:
         log.info("Signal %d: closing", signum)
-        self._window.quit_app()
+        QTimer.singleShot(0, self._window.quit_app)
 
     def _drain(self) -> None:
         # The byte only woke the loop; the handler has run already.
@@ -102,6 +108,7 @@ class _SignalWaker:
             self._read.recv(64)
 
     def restore(self) -> None:
+        """Put back the signal handlers and wakeup fd found at construction."""
         for sig, old in self._old.items():
             signal.signal(sig, old)
         signal.set_wakeup_fd(self._old_fd)
@@ -132,7 +139,7 @@ def run(home: Path, model: str | None = None) -> int:
     if tray_available():
         window.tray = Tray(window)
         window.tray.show()
-    waker = _SignalWaker(window)
+    waker = SignalWaker(window)
     window.show()
     window.start()
     if not settings.first_run_done:
