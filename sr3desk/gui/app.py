@@ -17,7 +17,7 @@ import socket
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QSocketNotifier, Qt, QTimer
+from PySide6.QtCore import QCoreApplication, QSocketNotifier, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
@@ -100,7 +100,13 @@ class SignalWaker:
 
     def _handle(self, signum: int, _frame: object) -> None:
         log.info("Signal %d: closing", signum)
-        QTimer.singleShot(0, self._window.quit_app)
+        QTimer.singleShot(0, self._quit)
+
+    def _quit(self) -> None:
+        self._window.quit_app()
+        # Ends the loop whatever else happens meanwhile; the last window's closing
+        # alone would not, were a window shown again before its quit event came.
+        QCoreApplication.quit()
 
     def _drain(self) -> None:
         # The byte only woke the loop; the handler has run already.

@@ -310,7 +310,9 @@ class MainWindow(QMainWindow):
         self.focus_search()
 
     def bring_forward(self) -> None:
-        """Raise the window (a second launch asked for it)."""
+        """Raise the window (a second launch asked for it); not once it quits."""
+        if self._quitting:
+            return
         if self.isMinimized():
             self.showNormal()
         self.show()

@@ -10,6 +10,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from pytestqt.qtbot import QtBot
+
+from sr3desk.gui.app import create_window
+from sr3desk.settings import Settings
 
 # run()'s order: the handler is installed, the window shown, then the loop runs. The
 # signal is sent in between, as a logout or `kill` may do while the window starts.
@@ -49,3 +53,18 @@ def test_a_signal_before_the_event_loop_runs_still_closes_the_window(
         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
     )
     assert (done.returncode, done.stdout.strip()) == (0, "closed"), done.stderr[-2000:]
+
+
+def test_a_second_launch_does_not_bring_back_a_window_that_quits(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    w = create_window(tmp_path, Settings(first_run_done=True))
+    qtbot.addWidget(w)
+    w.show()
+    w.bring_forward()
+    assert w.isVisible()
+    # A launch's "come forward" that arrives while the window quits (as a launcher's
+    # probe did in the tests) would show it again and cancel the automatic quit.
+    w.quit_app()
+    w.bring_forward()
+    assert not w.isVisible()
